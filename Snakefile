@@ -1,0 +1,17 @@
+# Reproduction workflow of "Understanding and Improving Knowledge Distillation".
+#   snakemake --profile workflow/profiles/quick     the laptop demo (make demo)
+#   snakemake --cores all --resources gpu=4         everything, full size
+# Rules are thin: each wires files and parameters into one `python -m partialkd.<step>` command.
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.report.output,

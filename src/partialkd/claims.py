@@ -1,0 +1,168 @@
+"""The paper's claims checked on results (NOTES §6), each with its effect size and seed spread.
+
+Every comparison is paired: the per-seed difference of two methods' test accuracy (the
+best-on-validation checkpoint, in percentage points), summarised as mean ± z·SE. Verdicts:
+- A > B holds when the interval lies above 0, fails when it lies below 0;
+- A ≥ B holds when the interval lies above −margin, fails when it lies below 0;
+- A ≈ B holds when the interval lies inside ±margin, fails when it excludes 0 and is not inside;
+anything else is "inconclusive" (more seeds would decide it); a claim whose methods or
+conditions are missing from the results is "not run".
+`python -m partialkd.claims --summary summary.csv ... --out claims.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from partialkd.io import save_json
+
+HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
+METRIC = "best_test_acc"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of paired differences with a ±z·SE interval, in percentage points."""
+    mean: float
+    std: float
+    n: int
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, differences: Sequence[float], z: float) -> Interval:
+        values = np.asarray(differences, dtype=float)
+        std = float(values.std(ddof=1)) if len(values) > 1 else math.inf
+        half = z * std / math.sqrt(len(values))
+        return cls(float(values.mean()), std, len(values), float(values.mean() - half),
+                   float(values.mean() + half))
+
+    def text(self) -> str:
+        return (f"{self.mean:+.2f} pts [{self.low:+.2f}, {self.high:+.2f}] "
+                f"(seed sd {self.std:.2f}, n = {self.n})")
+
+
+def greater(interval: Interval, margin: float) -> str:
+    return HOLDS if interval.low > 0 else FAILS if interval.high < 0 else INCONCLUSIVE
+
+
+def at_least(interval: Interval, margin: float) -> str:
+    return HOLDS if interval.low > -margin else FAILS if interval.high < 0 else INCONCLUSIVE
+
+
+def approximately(interval: Interval, margin: float) -> str:
+    if -margin < interval.low and interval.high < margin:
+        return HOLDS
+    return FAILS if interval.low > 0 or interval.high < 0 else INCONCLUSIVE
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """All parts must hold; one failing part fails the claim."""
+    if NOT_RUN in verdicts or not verdicts:
+        return NOT_RUN
+    if all(v == HOLDS for v in verdicts):
+        return HOLDS
+    return FAILS if FAILS in verdicts else INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str
+    verdict: str
+    evidence: list[str]
+
+
+@dataclass(frozen=True)
+class Comparisons:
+    """Per-seed accuracies (points) of one teacher's students: rows (gamma, seed), columns methods."""
+    table: pd.DataFrame
+    z: float
+    margin: float
+
+    @classmethod
+    def from_summary(cls, summary: pd.DataFrame, teacher: str, z: float, margin: float) -> Comparisons:
+        students = summary[(summary["role"] == "student") & (summary["teacher"] == teacher)]
+        table = students.pivot_table(index=["gamma", "seed"], columns="method", values=METRIC) * 100
+        return cls(table, z, margin)
+
+    def has(self, *methods: str) -> bool:
+        return all(method in self.table.columns for method in methods)
+
+    @property
+    def gammas(self) -> list[float]:
+        return sorted(self.table.index.get_level_values("gamma").unique())
+
+    def difference(self, a: str, b: str, gamma: float) -> Interval:
+        at_gamma = self.table.xs(gamma, level="gamma")
+        return Interval.of((at_gamma[a] - at_gamma[b]).dropna().to_numpy(), self.z)
+
+    def check(self, test: Callable[[Interval, float], str], a: str, b: str, gamma: float,
+              symbol: str) -> tuple[str, str]:
+        interval = self.difference(a, b, gamma)
+        verdict = test(interval, self.margin)
+        return verdict, f"γ = {gamma:g}: {a} − {b} = {interval.text()} → {a} {symbol} {b} {verdict}"
+
+
+def claim_c5(data: Comparisons) -> Claim:
+    statement = "synthetic, uncorrelated classes (γ = 0): kd_pt ≥ kd_sim and kd_pt ≈ kd"
+    if not data.has("kd_pt", "kd_sim", "kd") or 0.0 not in data.gammas:
+        return Claim("C5", statement, NOT_RUN, ["needs kd_pt, kd_sim, kd and γ = 0"])
+    parts = [data.check(at_least, "kd_pt", "kd_sim", 0.0, "≥"),
+             data.check(approximately, "kd_pt", "kd", 0.0, "≈")]
+    return Claim("C5", statement, combine([v for v, _ in parts]), [e for _, e in parts])
+
+
+def claim_c6(data: Comparisons) -> Claim:
+    statement = "synthetic: the gain of kd_sim over ls grows with class correlation γ"
+    if not data.has("kd_sim", "ls") or len(data.gammas) < 2:
+        return Claim("C6", statement, NOT_RUN, ["needs kd_sim, ls and at least two values of γ"])
+    gain = (data.table["kd_sim"] - data.table["ls"]).unstack("gamma").dropna()
+    gammas = np.asarray(gain.columns, dtype=float)
+    slopes = [float(np.polyfit(gammas, row.to_numpy(), 1)[0]) for _, row in gain.iterrows()]
+    interval = Interval.of(slopes, data.z)
+    verdict = greater(interval, data.margin)
+    means = ", ".join(f"γ = {g:g}: {gain[g].mean():+.2f}" for g in gain.columns)
+    return Claim("C6", statement, verdict, [
+        f"mean gain kd_sim − ls per γ (pts): {means}",
+        f"per-seed slope of the gain against γ: {interval.text()} pts per unit γ → {verdict}"])
+
+
+def claim_c7(data: Comparisons) -> Claim:
+    statement = "synthetic: kd_pt_sim ≥ max(kd_pt, kd_sim) at every γ"
+    if not data.has("kd_pt_sim", "kd_pt", "kd_sim"):
+        return Claim("C7", statement, NOT_RUN, ["needs kd_pt_sim, kd_pt and kd_sim"])
+    parts = [data.check(at_least, "kd_pt_sim", other, gamma, "≥")
+             for gamma in data.gammas for other in ("kd_pt", "kd_sim")]
+    return Claim("C7", statement, combine([v for v, _ in parts]), [e for _, e in parts])
+
+
+SYNTHETIC_CLAIMS = (claim_c5, claim_c6, claim_c7)
+
+
+def evaluate(summary: pd.DataFrame, teacher: str, z: float, margin: float) -> list[Claim]:
+    data = Comparisons.from_summary(summary, teacher, z, margin)
+    return [claim(data) for claim in SYNTHETIC_CLAIMS]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m partialkd.claims", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--summary", required=True)
+    parser.add_argument("--teacher", required=True, help="whose students the claims are checked on")
+    parser.add_argument("--z", type=float, required=True)
+    parser.add_argument("--margin", type=float, required=True, help="equivalence margin, points")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    claims = evaluate(pd.read_csv(args.summary), args.teacher, args.z, args.margin)
+    save_json({"teacher": args.teacher, "z": args.z, "margin": args.margin,
+               "claims": [asdict(claim) for claim in claims]}, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Figures computed from the summary table: `python -m partialkd.figures <figure> ...`."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from partialkd.style import (COLUMN_WIDTH_IN, METHOD_COLORS, METHOD_MARKERS, apply_style,
+                             ordered_methods, save_figure)
+
+BASELINE = "ce"
+
+
+def gain_over_baseline(summary: pd.DataFrame) -> pd.DataFrame:
+    """Paired per-seed gain of every student method over the `ce` student, in points."""
+    students = summary[summary["role"] == "student"]
+    keys = ["teacher", "gamma", "seed"]
+    wide = students.pivot_table(index=keys, columns="method", values="best_test_acc") * 100
+    gains = wide.drop(columns=BASELINE).sub(wide[BASELINE], axis=0)
+    return gains.reset_index().melt(id_vars=keys, var_name="method", value_name="gain")
+
+
+def synthetic_gain_figure(summary: pd.DataFrame) -> plt.Figure:
+    """Student accuracy minus the ce student's against γ: one line per method, mean ± sd over seeds."""
+    apply_style()
+    gains = gain_over_baseline(summary)
+    teachers = sorted(gains["teacher"].unique())
+    figure, axes = plt.subplots(1, len(teachers), figsize=(COLUMN_WIDTH_IN * len(teachers), 2.8),
+                                sharey=True, squeeze=False)
+    methods = ordered_methods(gains["method"].unique())
+    for ax, teacher in zip(axes[0], teachers):
+        sns.lineplot(data=gains[gains["teacher"] == teacher], x="gamma", y="gain", hue="method",
+                     style="method", hue_order=methods, style_order=methods, palette=METHOD_COLORS,
+                     markers=METHOD_MARKERS, dashes=False, errorbar="sd", err_style="bars",
+                     err_kws={"capsize": 2}, ax=ax, legend=ax is axes[0][-1])
+        ax.axhline(0, color=METHOD_COLORS[BASELINE], linestyle="--", linewidth=1)
+        ax.set(xlabel="class correlation γ", ylabel="test accuracy − ce student (points)",
+               title=f"teacher: {teacher}", xticks=sorted(gains["gamma"].unique()))
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="student", frameon=False)
+    return figure
+
+
+FIGURES = {"synthetic-gain": synthetic_gain_figure}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m partialkd.figures", description=__doc__)
+    parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument("--summary", required=True, help="summary.csv of the track")
+    parser.add_argument("--out-stem", required=True, help="path without suffix; .png and .pdf are written")
+    args = parser.parse_args(argv)
+    save_figure(FIGURES[args.figure](pd.read_csv(args.summary)), args.out_stem)
+
+
+if __name__ == "__main__":
+    main()

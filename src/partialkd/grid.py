@@ -1,0 +1,66 @@
+"""Per-method hyperparameter grids: each grid point is one student variant trained in the stack.
+
+A grid maps a method to lists of values, e.g. {"kd": {"lam": [0.5, 0.9], "tau": [1, 4]}}; the
+variants are the Cartesian product. The best variant of each method is chosen on the held-out
+validation split (NOTES §3 protocol). `ce` is the loss with λ = 0 and needs no values.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from partialkd.targets import TARGETS, method_params
+
+LOSS_PARAMS = ("lam", "tau")
+TEACHER_SUPPLIED = ("class_weights",)  # taken from the teacher, never from the grid
+
+
+@dataclass(frozen=True)
+class Variant:
+    method: str
+    lam: float
+    tau: float
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        values = [f"lam={self.lam:g}", f"tau={self.tau:g}", *(f"{k}={v}" for k, v in self.params)]
+        return f"{self.method}({', '.join(values)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "lam": self.lam, "tau": self.tau, **dict(self.params)}
+
+
+def grid_keys(method: str) -> tuple[str, ...]:
+    """The keys a grid may give for `method`: λ, τ and the target's own parameters."""
+    return LOSS_PARAMS + tuple(p for p in method_params(method) if p not in TEACHER_SUPPLIED)
+
+
+def expand_grid(grid: Mapping[str, Mapping[str, Sequence[Any]]]) -> list[Variant]:
+    """All variants of all methods, in the grid's method order."""
+    return [variant for method, values in grid.items() for variant in _expand_method(method, values)]
+
+
+def _expand_method(method: str, values: Mapping[str, Sequence[Any]]) -> list[Variant]:
+    if method not in TARGETS:
+        raise ValueError(f"grid: unknown method '{method}'; registered: {', '.join(TARGETS)}")
+    allowed = grid_keys(method)
+    for key, options in values.items():
+        if key not in allowed:
+            raise ValueError(f"grid.{method}: unknown key '{key}'; allowed: {', '.join(allowed)}")
+        if isinstance(options, (str, bytes)) or not isinstance(options, Sequence) or not options:
+            raise ValueError(f"grid.{method}.{key}: give a non-empty list of values")
+    if method == "ce":
+        values = {"lam": [0.0], "tau": [1.0], **values}
+    missing = [key for key in LOSS_PARAMS if key not in values]
+    if missing:
+        raise ValueError(f"grid.{method}: missing {', '.join(missing)}")
+    keys = list(values)
+    variants = []
+    for combo in itertools.product(*(values[key] for key in keys)):
+        point = dict(zip(keys, combo))
+        params = tuple((k, point[k]) for k in keys if k not in LOSS_PARAMS)
+        variants.append(Variant(method, float(point["lam"]), float(point["tau"]), params))
+    return variants

@@ -1,0 +1,60 @@
+"""Atomic writes and checked reads: nothing half-written survives a crash or a full disk."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through `write(file)` to a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from colleagues
+        os.replace(tmp_name, path)
+    except BaseException as error:
+        Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise OSError(error.errno, f"disk full while writing {path}; the previous version of "
+                                       "the file (if any) is intact: free space and re-run") from error
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def save_json(obj: Any, path: str | Path) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def load_torch(path: str | Path, what: str) -> Any:
+    """Load a file written by `save_torch`, with an error that says what is wrong and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found at {path}: run the step that creates it "
+                                "(or `snakemake` to build everything)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{what} at {path} is unreadable or corrupt ({error}); delete it and "
+                         "re-run the step that creates it") from error

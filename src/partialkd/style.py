@@ -1,0 +1,36 @@
+"""One figure style for the whole paper: methods always in the same order and colour-blind-safe colour."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+import seaborn as sns  # noqa: E402
+
+from partialkd.io import atomic_write  # noqa: E402
+
+METHOD_ORDER = ("ce", "ls", "kd", "kd_pt", "kd_sim", "kd_pt_sim", "kd_topk")
+METHOD_COLORS = dict(zip(METHOD_ORDER, sns.color_palette("colorblind", len(METHOD_ORDER))))
+METHOD_MARKERS = dict(zip(METHOD_ORDER, ("o", "s", "D", "^", "v", "P", "X")))
+COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
+
+
+def apply_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=0.9,
+                  rc={"savefig.dpi": 200, "savefig.bbox": "tight", "pdf.fonttype": 42})
+
+
+def ordered_methods(methods) -> list[str]:
+    """Known methods in the canonical order, then any new ones alphabetically."""
+    present = set(methods)
+    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+
+
+def save_figure(figure: plt.Figure, stem: str | Path) -> None:
+    """Write `stem`.png and `stem`.pdf atomically."""
+    for suffix in (".png", ".pdf"):
+        atomic_write(Path(stem).with_suffix(suffix),
+                     lambda handle, fmt=suffix[1:]: figure.savefig(handle, format=fmt))
+    plt.close(figure)

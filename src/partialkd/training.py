@@ -1,0 +1,216 @@
+"""The training loop shared by teachers and students: one loss, per-variant targets, resumable.
+
+Every variant of the stack has its own precomputed target ρ (exact here: no augmentation, so the
+teacher's output per example never changes), λ and τ; the loop never looks at method names.
+After every epoch the full state (weights, optimiser, schedule, data-order RNG, best-so-far) is
+written atomically, so a killed run restarted with the same arguments ends exactly as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from partialkd.datasets import Split
+from partialkd.io import load_torch, save_torch
+from partialkd.losses import distillation_loss
+from partialkd.metrics import classification_metrics
+from partialkd.models import StackedMLP
+
+log = logging.getLogger(__name__)
+EVAL_SPLITS = ("valid", "test")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: tuple[int, ...]
+    epochs: int
+    batch_size: int
+    lr: float  # Adam, cosine-decayed to 0 over the run (NOTES §3: a converged schedule)
+    weight_decay: float
+    seed: int
+    train_size: int | None = None  # a seed-chosen subset of the train split; None = all of it
+    tau_squared: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
+        if self.train_size is not None and self.train_size < 1:
+            raise ValueError(f"train_size must be at least 1, got {self.train_size}")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Per-variant loss inputs: ρ [S, N, K] over the training set, λ [S], τ [S], names [S]."""
+    targets: Tensor
+    lam: Tensor
+    tau: Tensor
+    labels: list[str]
+
+
+@dataclass
+class BestSoFar:
+    """Each variant's best-on-validation epoch, its validation accuracy and its weights."""
+    valid_acc: Tensor
+    epoch: Tensor
+    state: dict[str, Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, num_models: int) -> BestSoFar:
+        return cls(torch.full((num_models,), -math.inf), torch.zeros(num_models, dtype=torch.long))
+
+    def update(self, epoch: int, valid_acc: Tensor, model: StackedMLP) -> None:
+        improved = valid_acc > self.valid_acc  # the first best epoch is kept on ties
+        self.valid_acc = torch.where(improved, valid_acc, self.valid_acc)
+        self.epoch = torch.where(improved, torch.tensor(epoch), self.epoch)
+        self.state = {name: _select(improved, param.detach().cpu(), self.state.get(name))
+                      for name, param in model.state_dict().items()}
+
+
+def _select(mask: Tensor, new: Tensor, old: Tensor | None) -> Tensor:
+    if old is None:
+        return new.clone()
+    return torch.where(mask.view(-1, *[1] * (new.dim() - 1)), new, old)
+
+
+@dataclass
+class FitResult:
+    last: dict[str, dict[str, Tensor]]  # metrics of the final weights, per split
+    best: dict[str, dict[str, Tensor]]  # metrics of each variant's best-on-validation weights
+    best_epoch: Tensor
+    best_state: dict[str, Tensor]
+    final_state: dict[str, Tensor]
+    history: list[dict[str, Any]]
+    seconds_per_epoch: float
+
+
+def fit(model: StackedMLP, splits: dict[str, Split], num_classes: int, objective: Objective,
+        config: TrainConfig, resume_path: str | Path, fingerprint: dict[str, Any],
+        order_generator: torch.Generator,
+        on_epoch_end: Callable[[int], None] | None = None) -> FitResult:
+    """Train `model` (all variants at once), select epochs on valid, then score final and best."""
+    train = splits["train"]
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total_steps = config.epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+    state = _State(model, optimizer, schedule, order_generator, BestSoFar.empty(model.num_models))
+    state.resume_from(resume_path, fingerprint)
+    valid_truth = splits["valid"].truth(num_classes)
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        started = time.perf_counter()
+        mean_loss = _train_epoch(model, train, objective, config, optimizer, schedule, order_generator)
+        _check_finite(mean_loss, objective.labels, epoch)
+        valid_acc = _evaluate(model, splits["valid"], valid_truth)["acc"]
+        state.best.update(epoch, valid_acc, model)
+        seconds = time.perf_counter() - started
+        state.history.append({"epoch": epoch, "seconds": seconds, "loss": mean_loss.tolist(),
+                              "valid_acc": valid_acc.tolist()})
+        state.epoch = epoch
+        state.save(resume_path, fingerprint)
+        log.info("epoch %d/%d  loss %.4f  best valid acc %.4f  %.0f examples/s", epoch,
+                 config.epochs, mean_loss.mean(), valid_acc.max(), len(train) / seconds)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    final_state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
+    last = _evaluate_splits(model, splits, num_classes)
+    model.load_state_dict(state.best.state)
+    best = _evaluate_splits(model, splits, num_classes)
+    model.load_state_dict(final_state)
+    seconds = [entry["seconds"] for entry in state.history]
+    return FitResult(last, best, state.best.epoch, state.best.state, final_state, state.history,
+                     sum(seconds) / max(len(seconds), 1))
+
+
+def _train_epoch(model: StackedMLP, train: Split, objective: Objective, config: TrainConfig,
+                 optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
+                 order_generator: torch.Generator) -> Tensor:
+    model.train()
+    order = torch.randperm(len(train), generator=order_generator)
+    total = torch.zeros(len(objective.labels))
+    for batch in order.split(config.batch_size):
+        logits = model(train.x[batch])
+        losses = distillation_loss(logits, train.labels[batch], objective.targets[:, batch],
+                                   lam=objective.lam, tau=objective.tau,
+                                   tau_squared=config.tau_squared)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # the variants' parameters are disjoint: each gets its own gradient
+        optimizer.step()
+        schedule.step()
+        total += losses.detach() * len(batch)
+    return total / len(train)
+
+
+def _check_finite(mean_loss: Tensor, labels: list[str], epoch: int) -> None:
+    bad = [label for label, value in zip(labels, mean_loss.tolist()) if not math.isfinite(value)]
+    if bad:
+        raise FloatingPointError(
+            f"training loss became non-finite in epoch {epoch} for {', '.join(bad)}; the last "
+            "good epoch is kept in the resume checkpoint. Lower the learning rate or drop these "
+            "grid values, then re-run")
+
+
+def _evaluate_splits(model: StackedMLP, splits: dict[str, Split], num_classes: int
+                     ) -> dict[str, dict[str, Tensor]]:
+    return {split: _evaluate(model, splits[split], splits[split].truth(num_classes))
+            for split in EVAL_SPLITS}
+
+
+@torch.no_grad()
+def _evaluate(model: StackedMLP, split: Split, truth: Tensor) -> dict[str, Tensor]:
+    model.eval()
+    return classification_metrics(model(split.x), truth)
+
+
+@dataclass
+class _State:
+    """Everything a resumed run needs to continue exactly where the killed one stopped."""
+    model: StackedMLP
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    order_generator: torch.Generator
+    best: BestSoFar
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, path: str | Path, fingerprint: dict[str, Any]) -> None:
+        save_torch({"fingerprint": fingerprint, "epoch": self.epoch, "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                    "order_rng": self.order_generator.get_state(), "best": asdict(self.best),
+                    "history": self.history}, path)
+
+    def resume_from(self, path: str | Path, fingerprint: dict[str, Any]) -> None:
+        if not Path(path).exists():
+            return
+        saved = load_torch(path, "resume checkpoint")
+        check_fingerprint(saved.get("fingerprint", {}), fingerprint, path)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        self.order_generator.set_state(saved["order_rng"])
+        self.best = BestSoFar(**saved["best"])
+        self.epoch, self.history = saved["epoch"], saved["history"]
+        log.info("resuming %s after epoch %d", path, self.epoch)
+
+
+def check_fingerprint(saved: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint written for another configuration, naming what differs."""
+    differing = sorted(key for key in saved.keys() | expected.keys() if saved.get(key) != expected.get(key))
+    if differing:
+        raise ValueError(f"checkpoint {path} was written for another configuration (differs in: "
+                         f"{', '.join(differing)}); delete it to start afresh, or restore the "
+                         "configuration it was written for")

@@ -1,0 +1,27 @@
+# Shared by every rule module: validation of params.yaml and path helpers.
+import json
+
+from partialkd.config import validate_params
+
+validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
+
+SYN = config["synthetic"]
+SYN_DIR = "results/synthetic"
+
+
+wildcard_constraints:
+    gamma=r"[0-9.]+",
+    seed=r"\d+",
+    teacher="|".join(SYN["teachers"]),
+
+
+def gamma_label(gamma):
+    """The γ of a path: 0.3 -> '0.3', 0.0 -> '0'."""
+    return f"{float(gamma):g}"
+
+
+def training_args(section):
+    """The shared `python -m partialkd.train` options of a params.yaml training section."""
+    hidden = " ".join(str(width) for width in section["hidden"])
+    return (f"--hidden {hidden} --epochs {section['epochs']} --batch-size {section['batch_size']} "
+            f"--lr {section['lr']} --weight-decay {section['weight_decay']}")

@@ -1,0 +1,44 @@
+# Claims, figures and the generated report, all computed from the summary tables.
+
+
+rule synthetic_claims:
+    input:
+        rules.synthetic_summary.output,
+    output:
+        f"{SYN_DIR}/claims.json",
+    params:
+        claims=config["claims"],
+    log:
+        "logs/synthetic/claims.log",
+    shell:
+        "python -m partialkd.claims --summary {input} --teacher {params.claims[teacher]}"
+        " --z {params.claims[z]} --margin {params.claims[margin]} --out {output} 2> {log}"
+
+
+rule synthetic_gain_figure:
+    input:
+        rules.synthetic_summary.output,
+    output:
+        png="paper/figures/synthetic_gain.png",
+        pdf="paper/figures/synthetic_gain.pdf",
+    log:
+        "logs/figures/synthetic_gain.log",
+    shell:
+        "python -m partialkd.figures synthetic-gain --summary {input}"
+        " --out-stem paper/figures/synthetic_gain 2> {log}"
+
+
+rule report:
+    input:
+        summary=rules.synthetic_summary.output,
+        claims=rules.synthetic_claims.output,
+        figure=rules.synthetic_gain_figure.output.png,
+    output:
+        "paper/REPORT.md",
+    params:
+        parameters=json.dumps(config),
+    log:
+        "logs/report.log",
+    shell:
+        "python -m partialkd.report --summary {input.summary} --claims {input.claims}"
+        " --figure {input.figure} --params {params.parameters:q} --out {output} 2> {log}"

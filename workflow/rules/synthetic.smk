@@ -1,0 +1,90 @@
+# The synthetic study (NOTES §3): for each class correlation γ, data -> teacher -> the student
+# matrix (every method's grid, stacked, per seed) -> one summary table.
+
+GAMMAS = [gamma_label(g) for g in SYN["data"]["gammas"]]
+
+
+rule synthetic_data:
+    output:
+        f"{SYN_DIR}/gamma{{gamma}}/data.pt",
+    params:
+        data=SYN["data"],
+        link_a=" ".join(map(str, SYN["data"]["link_a"])),
+        link_b=" ".join(map(str, SYN["data"]["link_b"])),
+    log:
+        "logs/synthetic/gamma{gamma}/data.log",
+    shell:
+        "python -m partialkd.prepare synthetic --gamma {wildcards.gamma}"
+        " --num-classes {params.data[num_classes]} --num-groups {params.data[num_groups]}"
+        " --dim {params.data[dim]} --beta {params.data[beta]} --link-a {params.link_a}"
+        " --link-b {params.link_b}"
+        " --world-seed {params.data[world_seed]} --train-size {params.data[sizes][train]}"
+        " --valid-size {params.data[sizes][valid]} --test-size {params.data[sizes][test]}"
+        " --out {output} 2> {log}"
+
+
+rule synthetic_teacher:
+    input:
+        rules.synthetic_data.output,
+    output:
+        model=f"{SYN_DIR}/gamma{{gamma}}/teacher_mlp/model.pt",
+        metrics=f"{SYN_DIR}/gamma{{gamma}}/teacher_mlp/metrics.json",
+    params:
+        training=training_args(SYN["teacher"]),
+        grid=json.dumps({"ce": {}}),
+        seed=SYN["teacher"]["seed"],
+    log:
+        "logs/synthetic/gamma{gamma}/teacher_mlp.log",
+    benchmark:
+        "benchmarks/synthetic/gamma{gamma}/teacher_mlp.tsv"
+    threads: 1
+    shell:
+        "python -m partialkd.train --data {input} --grid {params.grid:q} {params.training}"
+        " --seed {params.seed} --threads {threads} --tag role=teacher --tag teacher=mlp"
+        " --out-dir $(dirname {output.model}) 2> {log}"
+
+
+def teacher_model(wildcards):
+    """The teacher checkpoint a student job reads; the oracle needs none."""
+    if wildcards.teacher == "oracle":
+        return []
+    return rules.synthetic_teacher.output.model.format(gamma=wildcards.gamma)
+
+
+rule synthetic_students:
+    input:
+        data=rules.synthetic_data.output,
+        teacher=teacher_model,
+    output:
+        model=f"{SYN_DIR}/gamma{{gamma}}/students_{{teacher}}/seed{{seed}}/model.pt",
+        metrics=f"{SYN_DIR}/gamma{{gamma}}/students_{{teacher}}/seed{{seed}}/metrics.json",
+    params:
+        training=training_args(SYN["student"]),
+        grid=json.dumps(SYN["methods"]),
+        train_size=SYN["student"]["train_size"],
+        tau=lambda w: "" if SYN["student"]["tau_squared"] else "--no-tau-squared",
+        teacher=lambda w, input: input.teacher or "oracle",
+    log:
+        "logs/synthetic/gamma{gamma}/students_{teacher}/seed{seed}.log",
+    benchmark:
+        "benchmarks/synthetic/gamma{gamma}/students_{teacher}/seed{seed}.tsv"
+    threads: 1
+    shell:
+        "python -m partialkd.train --data {input.data} --teacher {params.teacher}"
+        " --grid {params.grid:q} {params.training} --train-size {params.train_size} {params.tau}"
+        " --seed {wildcards.seed} --threads {threads}"
+        " --tag role=student --tag teacher={wildcards.teacher}"
+        " --out-dir $(dirname {output.model}) 2> {log}"
+
+
+rule synthetic_summary:
+    input:
+        teachers=expand(rules.synthetic_teacher.output.metrics, gamma=GAMMAS),
+        students=expand(rules.synthetic_students.output.metrics, gamma=GAMMAS,
+                        teacher=SYN["teachers"], seed=SYN["student"]["seeds"]),
+    output:
+        f"{SYN_DIR}/summary.csv",
+    log:
+        "logs/synthetic/summary.log",
+    shell:
+        "python -m partialkd.aggregate {input.teachers} {input.students} --out {output} 2> {log}"
