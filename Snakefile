@@ -7,6 +7,13 @@ configfile: "params.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    gamma=r"[0-9.]+",
+    seed=r"\d+",
+    teacher="|".join(SYN["teachers"]),
+
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/report.smk"
 

@@ -6,6 +6,7 @@ on a CPU (NOTES §3). A single model is simply a stack of one.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -29,7 +30,7 @@ class StackedMLP(nn.Module):
         widths = [in_dim, *hidden, num_classes]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        for fan_in, fan_out in itertools.pairwise(widths):
             weight, bias = _linear_init(fan_in, fan_out, generator)
             self.weights.append(nn.Parameter(weight.expand(num_models, -1, -1).clone()))
             self.biases.append(nn.Parameter(bias.expand(num_models, -1, -1).clone()))

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from partialkd.datasets import Dataset, load_dataset
+from partialkd.datasets import Dataset, Split, load_dataset
 from partialkd.grid import Variant, expand_grid
 from partialkd.io import save_json, save_torch
 from partialkd.models import StackedMLP
@@ -64,7 +64,7 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: TrainConfig,
     return metrics
 
 
-def _train_subset(dataset: Dataset, config: TrainConfig):
+def _train_subset(dataset: Dataset, config: TrainConfig) -> Split:
     train = dataset["train"]
     if config.train_size is None:
         return train
@@ -86,7 +86,8 @@ def _needs_teacher(method: str) -> bool:
     return spec.needs_teacher or "class_weights" in spec.params
 
 
-def _objective(variants: list[Variant], teacher: Teacher | None, train, num_classes: int) -> Objective:
+def _objective(variants: list[Variant], teacher: Teacher | None, train: Split,
+               num_classes: int) -> Objective:
     """Each variant's target over the whole training set (NOTES §2), built once."""
     teacher_logits = None if teacher is None else teacher.logits(train)
     targets = []

@@ -1,4 +1,4 @@
-# Shared by every rule module: validation of params.yaml and path helpers.
+# Helpers shared by the workflow modules: validation of params.yaml and path helpers.
 import json
 
 from partialkd.config import validate_params
@@ -7,12 +7,6 @@ validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
 
 SYN = config["synthetic"]
 SYN_DIR = "results/synthetic"
-
-
-wildcard_constraints:
-    gamma=r"[0-9.]+",
-    seed=r"\d+",
-    teacher="|".join(SYN["teachers"]),
 
 
 def gamma_label(gamma):
@@ -25,3 +19,10 @@ def training_args(section):
     hidden = " ".join(str(width) for width in section["hidden"])
     return (f"--hidden {hidden} --epochs {section['epochs']} --batch-size {section['batch_size']} "
             f"--lr {section['lr']} --weight-decay {section['weight_decay']}")
+
+
+def teacher_model(wildcards):
+    """The teacher checkpoint a student job reads; the oracle needs none."""
+    if wildcards.teacher == "oracle":
+        return []
+    return rules.synthetic_teacher.output.model.format(gamma=wildcards.gamma)

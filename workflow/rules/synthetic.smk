@@ -44,13 +44,6 @@ rule synthetic_teacher:
         " --out-dir $(dirname {output.model}) 2> {log}"
 
 
-def teacher_model(wildcards):
-    """The teacher checkpoint a student job reads; the oracle needs none."""
-    if wildcards.teacher == "oracle":
-        return []
-    return rules.synthetic_teacher.output.model.format(gamma=wildcards.gamma)
-
-
 rule synthetic_students:
     input:
         data=rules.synthetic_data.output,
