@@ -98,13 +98,17 @@ class Comparisons:
     def gammas(self) -> list[float]:
         return sorted(self.table.index.get_level_values("gamma").unique())
 
-    def difference(self, a: str, b: str, gamma: float) -> Interval:
+    def difference(self, a: str, b: str, gamma: float) -> np.ndarray:
+        """Per-seed a − b at γ, over the seeds where both were run."""
         at_gamma = self.table.xs(gamma, level="gamma")
-        return Interval.of((at_gamma[a] - at_gamma[b]).dropna().to_numpy(), self.z)
+        return (at_gamma[a] - at_gamma[b]).dropna().to_numpy()
 
     def check(self, test: Callable[[Interval, float], str], a: str, b: str, gamma: float,
               symbol: str) -> tuple[str, str]:
-        interval = self.difference(a, b, gamma)
+        differences = self.difference(a, b, gamma)
+        if len(differences) == 0:
+            return NOT_RUN, f"γ = {gamma:g}: no seed has both {a} and {b}"
+        interval = Interval.of(differences, self.z)
         verdict = test(interval, self.margin)
         return verdict, f"γ = {gamma:g}: {a} − {b} = {interval.text()} → {a} {symbol} {b} {verdict}"
 
@@ -123,6 +127,8 @@ def claim_c6(data: Comparisons) -> Claim:
     if not data.has("kd_sim", "ls") or len(data.gammas) < 2:
         return Claim("C6", statement, NOT_RUN, ["needs kd_sim, ls and at least two values of γ"])
     gain = (data.table["kd_sim"] - data.table["ls"]).unstack("gamma").dropna()
+    if gain.empty or gain.shape[1] < 2:
+        return Claim("C6", statement, NOT_RUN, ["no seed has kd_sim and ls at two or more values of γ"])
     gammas = np.asarray(gain.columns, dtype=float)
     slopes = [float(np.polyfit(gammas, row.to_numpy(), 1)[0]) for _, row in gain.iterrows()]
     interval = Interval.of(slopes, data.z)
@@ -130,7 +136,7 @@ def claim_c6(data: Comparisons) -> Claim:
     means = ", ".join(f"γ = {g:g}: {gain[g].mean():+.2f}" for g in gain.columns)
     return Claim("C6", statement, verdict, [
         f"mean gain kd_sim − ls per γ (pts): {means}",
-        f"per-seed slope of the gain against γ: {interval.text()} pts per unit γ → {verdict}"])
+        f"per-seed slope of the gain against γ (points per unit γ): {interval.text()} → {verdict}"])
 
 
 def claim_c7(data: Comparisons) -> Claim:

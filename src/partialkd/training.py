@@ -114,7 +114,7 @@ def fit(model: StackedMLP, splits: dict[str, Split], num_classes: int, objective
     for epoch in range(state.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         mean_loss = _train_epoch(model, train, objective, config, optimizer, schedule, order_generator)
-        _check_finite(mean_loss, objective.labels, epoch)
+        _check_finite(mean_loss, objective.labels, epoch, resume_path)
         valid_acc = _evaluate(model, splits["valid"], valid_truth)["acc"]
         state.best.update(epoch, valid_acc, model)
         seconds = time.perf_counter() - started
@@ -155,13 +155,14 @@ def _train_epoch(model: StackedMLP, train: Split, objective: Objective, config: 
     return total / len(train)
 
 
-def _check_finite(mean_loss: Tensor, labels: list[str], epoch: int) -> None:
+def _check_finite(mean_loss: Tensor, labels: list[str], epoch: int, resume_path: str | Path) -> None:
     bad = [label for label, value in zip(labels, mean_loss.tolist()) if not math.isfinite(value)]
     if bad:
+        kept = f"epoch {epoch - 1} is kept in {resume_path}; " if epoch > 1 else ""
         raise FloatingPointError(
-            f"training loss became non-finite in epoch {epoch} for {', '.join(bad)}; the last "
-            "good epoch is kept in the resume checkpoint. Lower the learning rate or drop these "
-            "grid values, then re-run")
+            f"training loss became non-finite in epoch {epoch} for {', '.join(bad)}; {kept}"
+            f"lower the learning rate or drop these grid values, delete {resume_path} if it "
+            "exists, and re-run")
 
 
 def _evaluate_splits(model: StackedMLP, splits: dict[str, Split], num_classes: int

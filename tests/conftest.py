@@ -1,0 +1,107 @@
+"""Shared fixtures: a tiny synthetic world on disk, a tiny training configuration and teacher.
+
+Everything is small enough that a whole training run takes a fraction of a second on one CPU
+core; the expensive pieces (data file, trained teacher, a full student stack) are built once
+per test session.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from partialkd.datasets import save_dataset
+from partialkd.prepare import synthetic_dataset
+from partialkd.train import run
+from partialkd.training import TrainConfig
+
+TINY_WORLD: dict[str, Any] = dict(
+    num_classes=6,
+    num_groups=2,
+    dim=10,
+    beta=12.0,
+    link_a=(0.5, 1.0),
+    link_b=(0.0, 1.0),
+    world_seed=0,
+    sizes={"train": 600, "valid": 300, "test": 300},
+)
+TINY_GAMMA = 0.5
+
+# Every method with one or two grid points; the grid the student-stack fixture trains.
+FULL_GRID: dict[str, dict[str, list]] = {
+    "ce": {},
+    "ls": {"lam": [0.1, 0.5], "tau": [1]},
+    "kd": {"lam": [0.5], "tau": [1, 4]},
+    "kd_pt": {"lam": [0.5], "tau": [1]},
+    "kd_sim": {"lam": [0.5], "tau": [1], "alpha": [0.3]},
+    "kd_pt_sim": {"lam": [0.5], "tau": [1], "alpha": [0.3]},
+    "kd_topk": {"lam": [0.5], "tau": [1], "k": [2]},
+}
+
+
+def tiny_config(**overrides: Any) -> TrainConfig:
+    """A configuration that trains the tiny world in well under a second."""
+    values: dict[str, Any] = dict(hidden=(8,), epochs=4, batch_size=64, lr=0.01,
+                                  weight_decay=0.0, seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def student_config(**overrides: Any) -> TrainConfig:
+    """The student stack's configuration: tiny_config on a seed-chosen 400-example subset."""
+    return tiny_config(**{"train_size": 400, **overrides})
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_torch_thread():
+    """One intra-op thread, as `python -m partialkd.train` uses by default (--threads 1): for
+    these tiny matrices it is faster, and it does not stall when other jobs share the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared synthetic dataset (K = 6 in 2 groups, d = 10) with the Bayes posterior."""
+    path = tmp_path_factory.mktemp("data") / "data.pt"
+    save_dataset(synthetic_dataset(gamma=TINY_GAMMA, **TINY_WORLD), path)
+    return path
+
+
+@pytest.fixture
+def config() -> TrainConfig:
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def teacher_run(data_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run directory of a trained single-variant teacher (grid {"ce": {}})."""
+    out = tmp_path_factory.mktemp("teacher")
+    run(data_path, {"ce": {}}, tiny_config(hidden=(16,), epochs=5), out,
+        tags={"role": "teacher"})
+    return out
+
+
+@pytest.fixture(scope="session")
+def teacher_path(teacher_run: Path) -> Path:
+    return teacher_run / "model.pt"
+
+
+@pytest.fixture(scope="session")
+def student_run(data_path: Path, teacher_path: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A student stack of every method (FULL_GRID) distilled from the trained teacher."""
+    out = tmp_path_factory.mktemp("students")
+    metrics = run(data_path, FULL_GRID, student_config(), out, teacher=teacher_path,
+                  tags={"role": "student", "teacher": "mlp"})
+    return out, metrics

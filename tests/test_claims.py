@@ -1,0 +1,352 @@
+"""Tests for the claim verdicts (partialkd.claims) and the run summary (partialkd.aggregate)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_GAMMA, read_json, tiny_config
+
+from partialkd.aggregate import summarise
+from partialkd.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_RUN,
+    Interval,
+    approximately,
+    at_least,
+    combine,
+    evaluate,
+    greater,
+    main,
+)
+from partialkd.train import run
+
+Z, MARGIN = 2.0, 0.5
+GAMMAS = (0.0, 0.5, 1.0)
+SEEDS = tuple(range(6))
+METHODS = ("ce", "ls", "kd", "kd_pt", "kd_sim", "kd_pt_sim")
+
+# ---------------------------------------------------------------------------- Interval
+
+
+def test_interval_of_a_known_vector():
+    interval = Interval.of([1.0, 2.0, 3.0, 4.0], z=2.0)
+    std = math.sqrt(5 / 3)  # sample standard deviation (ddof = 1) of 1..4
+    half = 2.0 * std / math.sqrt(4)
+    assert interval.n == 4
+    assert interval.mean == pytest.approx(2.5)
+    assert interval.std == pytest.approx(std)
+    assert interval.low == pytest.approx(2.5 - half)
+    assert interval.high == pytest.approx(2.5 + half)
+    assert interval.text() == f"+2.50 pts [{2.5 - half:+.2f}, {2.5 + half:+.2f}] (seed sd {std:.2f}, n = 4)"
+
+
+def test_interval_scales_with_z_and_is_centred_on_the_mean():
+    narrow, wide = Interval.of([0.5, -0.5, 1.5], z=1.0), Interval.of([0.5, -0.5, 1.5], z=3.0)
+    assert narrow.mean == wide.mean == pytest.approx(0.5)
+    assert (wide.high - wide.mean) == pytest.approx(3 * (narrow.high - narrow.mean))
+    assert (narrow.mean - narrow.low) == pytest.approx(narrow.high - narrow.mean)
+
+
+def test_interval_of_one_value_is_unbounded_and_decides_nothing():
+    interval = Interval.of([1.2], z=2.0)
+    assert interval.n == 1 and interval.mean == pytest.approx(1.2)
+    assert interval.low == -math.inf and interval.high == math.inf
+    for test in (greater, at_least, approximately):
+        assert test(interval, MARGIN) == INCONCLUSIVE
+
+
+def test_interval_of_identical_values_is_a_point():
+    interval = Interval.of([0.7, 0.7, 0.7], z=2.0)
+    assert interval.std == pytest.approx(0, abs=1e-12)
+    assert interval.low == pytest.approx(0.7) and interval.high == pytest.approx(0.7)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def interval(low: float, high: float) -> Interval:
+    return Interval((low + high) / 2, 1.0, 5, low, high)
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    (0.1, 2.0, HOLDS),
+    (1e-9, 0.5, HOLDS),
+    (0.0, 1.0, INCONCLUSIVE),      # touching 0 is not above it
+    (-0.1, 1.0, INCONCLUSIVE),
+    (-1.0, 0.0, INCONCLUSIVE),     # touching 0 is not below it
+    (-1.0, -1e-9, FAILS),
+    (-3.0, -1.0, FAILS),
+])
+def test_greater(low, high, expected):
+    assert greater(interval(low, high), MARGIN) == expected
+    assert greater(interval(low, high), 5.0) == expected  # the margin plays no part
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    (0.5, 2.0, HOLDS),
+    (-0.49, 1.0, HOLDS),           # above −margin
+    (-0.4, -0.1, HOLDS),           # below 0 but within the margin: non-inferior
+    (-0.5, 1.0, INCONCLUSIVE),     # touching −margin is not above it
+    (-2.0, 1.0, INCONCLUSIVE),
+    (-2.0, 0.0, INCONCLUSIVE),
+    (-2.0, -0.01, FAILS),
+    (-0.5, -0.1, FAILS),           # at −margin and below 0
+])
+def test_at_least(low, high, expected):
+    assert at_least(interval(low, high), MARGIN) == expected
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    (-0.3, 0.3, HOLDS),
+    (0.1, 0.4, HOLDS),             # inside ±margin even though it excludes 0
+    (-0.49, 0.49, HOLDS),
+    (-0.5, 0.3, INCONCLUSIVE),     # touching the margin is not inside
+    (-0.3, 0.5, INCONCLUSIVE),
+    (-1.0, 1.0, INCONCLUSIVE),
+    (0.1, 0.6, FAILS),             # excludes 0, not inside
+    (-0.6, -0.1, FAILS),
+    (2.0, 3.0, FAILS),
+])
+def test_approximately(low, high, expected):
+    assert approximately(interval(low, high), MARGIN) == expected
+
+
+def test_approximately_depends_on_the_margin():
+    assert approximately(interval(0.1, 0.4), 0.5) == HOLDS
+    assert approximately(interval(0.1, 0.4), 0.3) == FAILS
+    assert at_least(interval(-0.4, -0.1), 0.3) == FAILS
+
+
+@pytest.mark.parametrize(("verdicts", "expected"), [
+    ([], NOT_RUN),
+    ([HOLDS], HOLDS),
+    ([HOLDS, HOLDS, HOLDS], HOLDS),
+    ([HOLDS, INCONCLUSIVE], INCONCLUSIVE),
+    ([HOLDS, FAILS], FAILS),
+    ([INCONCLUSIVE, FAILS, HOLDS], FAILS),
+    ([HOLDS, NOT_RUN], NOT_RUN),
+    ([FAILS, NOT_RUN], NOT_RUN),
+])
+def test_combine(verdicts, expected):
+    assert combine(verdicts) == expected
+
+
+# ------------------------------------------------------------- planted summary tables
+
+Effect = Callable[[float], float]  # γ -> accuracy effect in points
+
+
+def holding_effects() -> dict[str, Effect]:
+    """kd_pt ≈ kd and ≥ kd_sim at γ = 0 (C5), kd_sim − ls rising with γ (C6), kd_pt_sim on top (C7)."""
+    return {
+        "ce": lambda g: -1.0,
+        "ls": lambda g: 0.0,
+        "kd_pt": lambda g: 2.0,
+        "kd": lambda g: 2.0,
+        "kd_sim": lambda g: 0.5 + 3.0 * g,
+        "kd_pt_sim": lambda g: max(2.0, 0.5 + 3.0 * g) + 0.8,
+    }
+
+
+def make_summary(effects: dict[str, Effect], gammas=GAMMAS, seeds=SEEDS, teacher="mlp",
+                 jitter: float = 0.05, base: float = 0.60) -> pd.DataFrame:
+    """Student rows of one teacher: accuracy = base + effect + a per-(γ, seed) offset shared by
+    all methods (paired seeds cancel it) + small per-method noise, as fractions."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for gamma in gammas:
+        for seed in seeds:
+            shared = rng.normal(0, 2.0)  # points; large, but it cancels in paired differences
+            for method, effect in effects.items():
+                points = effect(gamma) + shared + rng.normal(0, jitter)
+                rows.append({"role": "student", "teacher": teacher, "gamma": gamma, "seed": seed,
+                             "method": method, "best_test_acc": base + points / 100})
+    return pd.DataFrame(rows)
+
+
+def with_distractors(summary: pd.DataFrame) -> pd.DataFrame:
+    """Add the opposite effects for another teacher, and teacher rows: both must be ignored."""
+    opposite = {method: (lambda g, f=f: -3 * f(g)) for method, f in holding_effects().items()}
+    other = make_summary(opposite, teacher="oracle")
+    teachers = pd.DataFrame([{"role": "teacher", "teacher": "mlp", "gamma": g, "seed": 0,
+                              "method": "kd_pt", "best_test_acc": 0.1} for g in GAMMAS])
+    return pd.concat([summary, other, teachers], ignore_index=True)
+
+
+def verdicts(summary: pd.DataFrame, teacher: str = "mlp", margin: float = MARGIN) -> dict[str, str]:
+    claims = evaluate(summary, teacher, Z, margin)
+    assert [claim.id for claim in claims] == ["C5", "C6", "C7"]
+    return {claim.id: claim.verdict for claim in claims}
+
+
+def test_planted_structure_where_c5_c6_c7_hold():
+    summary = with_distractors(make_summary(holding_effects()))
+    assert verdicts(summary) == {"C5": HOLDS, "C6": HOLDS, "C7": HOLDS}
+    # The other teacher's students carry the opposite effects.
+    assert verdicts(summary, teacher="oracle") == {"C5": FAILS, "C6": FAILS, "C7": FAILS}
+
+
+def test_evidence_reports_the_paired_differences():
+    exact = make_summary(holding_effects(), jitter=0.0)  # differences exact up to rounding
+    claims = {c.id: c for c in evaluate(exact, "mlp", Z, MARGIN)}
+    c5 = claims["C5"].evidence
+    assert len(c5) == 2
+    assert c5[0].startswith("γ = 0: kd_pt − kd_sim = +1.50 pts [+1.50, +1.50] (seed sd 0.00")
+    assert c5[0].endswith("→ kd_pt ≥ kd_sim holds") and "n = 6" in c5[0]
+    assert "kd_pt − kd = +0.0" in c5[1] or "kd_pt − kd = -0.0" in c5[1]
+    assert claims["C6"].evidence[1].startswith("per-seed slope of the gain against γ (points per unit γ): +3.00 pts")
+    assert claims["C6"].evidence[1].endswith(") → holds")
+    assert "γ = 0: +0.50, γ = 0.5: +2.00, γ = 1: +3.50" in claims["C6"].evidence[0]
+    assert len(claims["C7"].evidence) == 2 * len(GAMMAS)
+
+
+@pytest.mark.parametrize(("change", "claim"), [
+    # C5: kd_sim beats kd_pt at γ = 0 (kd_pt ≥ kd_sim fails)
+    ({"kd_sim": lambda g: 4.0 + 3.0 * g, "kd_pt_sim": lambda g: 8.0}, "C5"),
+    # C5: kd clearly above kd_pt at γ = 0 (kd_pt ≈ kd fails)
+    ({"kd": lambda g: 3.5}, "C5"),
+    # C6: the gain of kd_sim over ls shrinks as γ grows
+    ({"kd_sim": lambda g: 1.5 - 1.0 * g, "kd_pt_sim": lambda g: 2.8}, "C6"),
+    # C7: kd_pt_sim below kd_pt at γ = 0.5 only
+    ({"kd_pt_sim": lambda g: 0.5 if g == 0.5 else max(2.0, 0.5 + 3.0 * g) + 0.8}, "C7"),
+])
+def test_planted_structure_where_one_claim_fails(change, claim):
+    effects = {**holding_effects(), **change}
+    result = verdicts(with_distractors(make_summary(effects)))
+    assert result[claim] == FAILS, result
+    assert all(v == HOLDS for c, v in result.items() if c != claim), result
+
+
+def test_c5_approximate_equality_depends_on_the_margin():
+    effects = {**holding_effects(), "kd": lambda g: 2.0 - 0.3}  # kd_pt − kd = +0.3 pts
+    assert verdicts(make_summary(effects), margin=0.5)["C5"] == HOLDS
+    assert verdicts(make_summary(effects), margin=0.2)["C5"] == FAILS
+
+
+def test_noisy_differences_are_inconclusive():
+    # With per-method noise of 3 points and 6 seeds, a true +0.5 effect cannot be decided.
+    effects = {**holding_effects(), "kd_pt_sim": lambda g: max(2.0, 0.5 + 3.0 * g) + 0.5}
+    result = verdicts(make_summary(effects, jitter=3.0))
+    assert result["C7"] == INCONCLUSIVE
+    single_seed = verdicts(make_summary(holding_effects(), seeds=(0,)))
+    assert single_seed == {"C5": INCONCLUSIVE, "C6": INCONCLUSIVE, "C7": INCONCLUSIVE}
+
+
+@pytest.mark.parametrize(("drop", "not_run"), [
+    ("kd", {"C5"}),
+    ("kd_pt", {"C5", "C7"}),
+    ("kd_sim", {"C5", "C6", "C7"}),
+    ("ls", {"C6"}),
+    ("kd_pt_sim", {"C7"}),
+])
+def test_missing_method_is_not_run(drop, not_run):
+    effects = {m: f for m, f in holding_effects().items() if m != drop}
+    result = verdicts(with_distractors(make_summary(effects)).query("method != @drop"))
+    assert {c for c, v in result.items() if v == NOT_RUN} == not_run, result
+    assert all(v == HOLDS for c, v in result.items() if c not in not_run), result
+
+
+def test_missing_gamma_zero_or_a_single_gamma_is_not_run():
+    result = verdicts(make_summary(holding_effects(), gammas=(0.5, 1.0)))
+    assert result == {"C5": NOT_RUN, "C6": HOLDS, "C7": HOLDS}
+    result = verdicts(make_summary(holding_effects(), gammas=(0.0,)))
+    assert result["C6"] == NOT_RUN and result["C5"] == HOLDS
+
+
+def test_a_teacher_without_students_is_not_run():
+    assert set(verdicts(make_summary(holding_effects()), teacher="oracle").values()) == {NOT_RUN}
+
+
+def test_method_missing_only_at_gamma_zero_is_not_run():
+    summary = make_summary(holding_effects())
+    summary = summary[~((summary["method"] == "kd") & (summary["gamma"] == 0.0))]
+    assert verdicts(summary)["C5"] == NOT_RUN
+
+
+def test_c6_with_ls_missing_at_one_gamma_is_not_run():
+    summary = make_summary(holding_effects())
+    summary = summary[~((summary["method"] == "ls") & (summary["gamma"] == 1.0))]
+    assert verdicts(summary)["C6"] in (NOT_RUN, HOLDS)
+
+
+def test_claims_command_writes_the_verdicts(tmp_path):
+    csv = tmp_path / "summary.csv"
+    make_summary(holding_effects()).to_csv(csv, index=False)
+    out = tmp_path / "claims.json"
+    main(["--summary", str(csv), "--teacher", "mlp", "--z", str(Z), "--margin", str(MARGIN),
+          "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["teacher"] == "mlp" and written["z"] == Z and written["margin"] == MARGIN
+    assert [(c["id"], c["verdict"]) for c in written["claims"]] == [
+        ("C5", HOLDS), ("C6", HOLDS), ("C7", HOLDS)]
+    assert all(c["statement"] and c["evidence"] for c in written["claims"])
+
+
+# --------------------------------------------------------------------------- aggregate
+
+
+@pytest.fixture(scope="module")
+def two_runs(data_path: Path, teacher_path: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two tiny student runs (seeds 0 and 1) of ce, ls and kd with two variants each."""
+    grid = {"ce": {}, "ls": {"lam": [0.1, 0.9], "tau": [1]}, "kd": {"lam": [0.5], "tau": [1, 4]}}
+    paths = []
+    for seed in (0, 1):
+        out = tmp_path_factory.mktemp(f"seed{seed}")
+        run(data_path, grid, tiny_config(seed=seed, train_size=300), out, teacher=teacher_path,
+            tags={"role": "student", "teacher": "mlp"})
+        paths.append(out / "metrics.json")
+    return paths
+
+
+def test_summarise_gives_one_row_per_method_with_the_selected_variant(two_runs):
+    table = summarise(two_runs)
+    assert len(table) == 6
+    for path in two_runs:
+        metrics = read_json(path)
+        rows = table[table["run"] == str(path.parent)]
+        assert sorted(rows["method"]) == ["ce", "kd", "ls"]
+        for method, index in metrics["selected"].items():
+            variant = metrics["variants"][index]
+            row = rows[rows["method"] == method].iloc[0]
+            assert row["variant"] == variant["label"]
+            assert row["lam"] == variant["lam"] and row["tau"] == variant["tau"]
+            assert row["best_epoch"] == variant["best"]["epoch"]
+            for when in ("best", "last"):
+                for split in ("valid", "test"):
+                    for name in ("acc", "nll", "ece"):
+                        assert row[f"{when}_{split}_{name}"] == variant[when][split][name]
+            # The selected variant has the method's best validation accuracy.
+            assert row["best_valid_acc"] == max(v["best"]["valid"]["acc"]
+                                                for v in metrics["variants"] if v["method"] == method)
+            assert row["seed"] == metrics["config"]["config"]["seed"]
+            assert row["role"] == "student" and row["teacher"] == "mlp"
+            assert row["gamma"] == TINY_GAMMA and row["track"] == "synthetic"
+            assert row["bayes_test_acc"] == metrics["dataset"]["bayes_test_accuracy"]
+            assert row["epochs"] == metrics["config"]["config"]["epochs"]
+            assert pd.isna(row["alpha"]) and pd.isna(row["k"])
+    assert sorted(table["seed"].unique()) == [0, 1]
+
+
+def test_summary_of_real_runs_feeds_the_claims(two_runs):
+    summary = summarise(two_runs)
+    # kd_pt / kd_sim / kd_pt_sim were not trained: every synthetic claim is "not run".
+    assert set(verdicts(summary).values()) == {NOT_RUN}
+
+
+def test_summarise_refuses_an_unreadable_metrics_file(tmp_path, two_runs):
+    broken = tmp_path / "metrics.json"
+    broken.write_text(two_runs[0].read_text()[:100])
+    with pytest.raises(ValueError, match="re-run that training job"):
+        summarise([two_runs[0], broken])
+    with pytest.raises(ValueError, match="cannot read run metrics"):
+        summarise([tmp_path / "absent" / "metrics.json"])
+

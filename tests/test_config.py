@@ -1,0 +1,204 @@
+"""Tests for params.yaml validation (partialkd.config) against the real schema and files."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from partialkd.config import ConfigError, validate_params
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+PARAMS = ROOT / "params.yaml"
+QUICK = ROOT / "workflow" / "profiles" / "quick" / "params.yaml"
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Snakemake's configfile layering: nested dicts merge, everything else is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@pytest.fixture
+def params() -> dict[str, Any]:
+    return load(PARAMS)
+
+
+def rejected(config: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as error:
+        validate_params(config, SCHEMA)
+    return str(error.value)
+
+
+def test_the_real_params_validate(params):
+    validate_params(params, SCHEMA)
+
+
+def test_the_quick_profile_merged_over_params_validates(params):
+    quick = load(QUICK)
+    merged = deep_merge(params, quick)
+    # The merge keeps every key the profile does not override ...
+    assert merged["synthetic"]["data"]["num_classes"] == params["synthetic"]["data"]["num_classes"]
+    assert merged["synthetic"]["methods"] == params["synthetic"]["methods"]
+    # ... and takes the profile's values where it does.
+    assert merged["synthetic"]["data"]["gammas"] == quick["synthetic"]["data"]["gammas"]
+    validate_params(merged, SCHEMA)
+
+
+def test_deep_merge_helper_merges_nested_dicts_only():
+    assert deep_merge({"a": {"b": 1, "c": [1, 2]}, "d": 1}, {"a": {"c": [3]}}) == {
+        "a": {"b": 1, "c": [3]}, "d": 1}
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def _section(config: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    for key in path:
+        config = config[key]
+    return config
+
+
+# (where, correct key, misspelling, dotted path the message must name)
+MISSPELLINGS = [
+    ((), "claims", "claim", "(top level)"),
+    ((), "synthetic", "synthtic", "(top level)"),
+    (("synthetic",), "teachers", "teacher_kinds", "synthetic"),
+    (("synthetic", "data"), "beta", "betta", "synthetic.data"),
+    (("synthetic", "data", "sizes"), "valid", "val", "synthetic.data.sizes"),
+    (("synthetic", "teacher"), "lr", "learning_rate", "synthetic.teacher"),
+    (("synthetic", "student"), "epochs", "epcohs", "synthetic.student"),
+    (("synthetic", "student"), "train_size", "trainsize", "synthetic.student"),
+    (("synthetic", "methods", "kd"), "lam", "lamda", "synthetic.methods.kd"),
+    (("synthetic", "methods", "kd_sim"), "alpha", "alfa", "synthetic.methods.kd_sim"),
+    (("claims",), "margin", "margn", "claims"),
+]
+
+
+@pytest.mark.parametrize(("where", "key", "typo", "path"), MISSPELLINGS,
+                         ids=[f"{'.'.join(m[0]) or 'top'}.{m[2]}" for m in MISSPELLINGS])
+def test_a_misspelt_key_is_named_with_its_path(params, where, key, typo, path):
+    section = _section(params, where)
+    section[typo] = section.pop(key)
+    message = rejected(params)
+    assert repr(typo) in message or typo in message, message
+    assert message.startswith(f"params.yaml: {path}:"), message
+
+
+@pytest.mark.parametrize(("where", "typo", "path"), [
+    ((), "sythetic", "(top level)"),
+    (("synthetic", "student"), "epcohs", "synthetic.student"),
+    (("synthetic", "methods", "kd"), "lamb", "synthetic.methods.kd"),
+])
+def test_an_extra_unknown_key_is_named_with_its_path(params, where, typo, path):
+    _section(params, where)[typo] = 1
+    message = rejected(params)
+    assert typo in message and message.startswith(f"params.yaml: {path}:"), message
+
+
+def _set(path: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(config: dict[str, Any]) -> None:
+        _section(config, path[:-1])[path[-1]] = value
+    return mutate
+
+
+def _add_method(name: str, grid: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def mutate(config: dict[str, Any]) -> None:
+        config["synthetic"]["methods"][name] = grid
+    return mutate
+
+
+def _too_large_k(config: dict[str, Any]) -> None:
+    k = config["synthetic"]["data"]["num_classes"] + 1
+    config["synthetic"]["methods"]["kd_topk"] = {"lam": [0.9], "tau": [1], "k": [2, k]}
+
+
+# (mutation, fragments the message must contain)
+BAD_VALUES = {
+    "lam 1.5": (_set(("synthetic", "methods", "kd", "lam"), [0.5, 1.5]),
+                ["synthetic.methods.kd.lam", "1.5"]),
+    "lam negative": (_set(("synthetic", "methods", "ls", "lam"), [-0.1]),
+                     ["synthetic.methods.ls.lam", "-0.1"]),
+    "tau 0": (_set(("synthetic", "methods", "kd", "tau"), [0]), ["synthetic.methods.kd.tau"]),
+    "alpha 0": (_set(("synthetic", "methods", "kd_sim", "alpha"), [0.0]),
+                ["synthetic.methods.kd_sim.alpha"]),
+    "lam not a list": (_set(("synthetic", "methods", "kd", "lam"), 0.5),
+                       ["synthetic.methods.kd.lam", "array"]),
+    "empty grid axis": (_set(("synthetic", "methods", "kd", "tau"), []),
+                        ["synthetic.methods.kd.tau"]),
+    "student lr negative": (_set(("synthetic", "student", "lr"), -0.01),
+                            ["synthetic.student.lr", "-0.01"]),
+    "teacher lr 0": (_set(("synthetic", "teacher", "lr"), 0), ["synthetic.teacher.lr"]),
+    "weight decay negative": (_set(("synthetic", "student", "weight_decay"), -1e-4),
+                              ["synthetic.student.weight_decay"]),
+    "epochs 0": (_set(("synthetic", "student", "epochs"), 0), ["synthetic.student.epochs"]),
+    "gamma 1.2": (_set(("synthetic", "data", "gammas"), [0.0, 1.2]),
+                  ["synthetic.data.gammas", "1.2"]),
+    "gamma negative": (_set(("synthetic", "data", "gammas"), [-0.3]), ["synthetic.data.gammas"]),
+    "one class": (_set(("synthetic", "data", "num_classes"), 1), ["synthetic.data.num_classes"]),
+    "beta 0": (_set(("synthetic", "data", "beta"), 0), ["synthetic.data.beta"]),
+    "unknown method": (_add_method("kd_ptt", {"lam": [0.5], "tau": [1]}),
+                       ["synthetic.methods", "kd_ptt"]),
+    "key of another method": (_set(("synthetic", "methods", "kd", "alpha"), [0.3]),
+                              ["synthetic.methods", "kd", "alpha"]),
+    "missing tau": (_add_method("kd_pt", {"lam": [0.5]}), ["synthetic.methods", "kd_pt", "tau"]),
+    "k larger than K": (_too_large_k, ["synthetic.methods.kd_topk.k", "num_classes"]),
+    "unknown teacher kind": (_set(("synthetic", "teachers"), ["mlp", "resnet"]),
+                             ["synthetic.teachers", "resnet"]),
+    "unknown claims teacher": (_set(("claims", "teacher"), "resnet"), ["claims.teacher", "resnet"]),
+    "z 0": (_set(("claims", "z"), 0), ["claims.z"]),
+    "tau_squared not a bool": (_set(("synthetic", "student", "tau_squared"), "yes"),
+                               ["synthetic.student.tau_squared"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_an_out_of_range_value_is_named(params, case):
+    mutate, fragments = BAD_VALUES[case]
+    mutate(params)
+    message = rejected(params)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_a_missing_required_key_is_named(params):
+    del params["synthetic"]["student"]["seeds"]
+    message = rejected(params)
+    assert "synthetic.student" in message and "seeds" in message
+
+
+def test_a_missing_ce_baseline_is_refused(params):
+    del params["synthetic"]["methods"]["ce"]
+    assert "ce" in rejected(params)
+
+
+@pytest.mark.parametrize("k_offset", [0, -1])
+def test_k_up_to_the_number_of_classes_is_accepted(params, k_offset):
+    num_classes = params["synthetic"]["data"]["num_classes"]
+    params["synthetic"]["methods"]["kd_topk"] = {"lam": [0.9], "tau": [1],
+                                                 "k": [1, num_classes + k_offset]}
+    validate_params(params, SCHEMA)
+
+
+def test_boundary_values_are_accepted(params):
+    params["synthetic"]["data"]["gammas"] = [0.0, 1.0]
+    params["synthetic"]["methods"]["ls"] = {"lam": [0.0, 1.0], "tau": [1]}
+    params["synthetic"]["student"]["weight_decay"] = 0.0
+    params["synthetic"]["student"]["hidden"] = []  # a linear student
+    params["claims"]["margin"] = 0
+    validate_params(params, SCHEMA)
