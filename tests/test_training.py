@@ -405,17 +405,16 @@ def test_metrics_json_contents(student_run, teacher_path, data_path):
 def test_best_epoch_is_the_first_epoch_with_the_highest_validation_accuracy(tmp_path, data_path,
                                                                            monkeypatch):
     """Record the per-epoch validation accuracy the loop computes and check the selection."""
-    real_evaluate = training_module._evaluate
+    real_valid_accuracy = training_module._valid_accuracy
     per_epoch: list[torch.Tensor] = []
     epochs = 6
 
-    def recording(model, split, truth):
-        result = real_evaluate(model, split, truth)
-        if len(per_epoch) < epochs:  # the first `epochs` calls are the per-epoch valid scores
-            per_epoch.append(result["acc"].clone())
+    def recording(model, x, truth):
+        result = real_valid_accuracy(model, x, truth)
+        per_epoch.append(result.clone())
         return result
 
-    monkeypatch.setattr(training_module, "_evaluate", recording)
+    monkeypatch.setattr(training_module, "_valid_accuracy", recording)
     grid = {"ce": {}, "ls": {"lam": [0.2, 0.6, 0.9], "tau": [1]}}
     # A small subset and a wide hidden layer overfit: some variants peak before the last epoch.
     config = tiny_config(epochs=epochs, lr=0.05, hidden=(32,), batch_size=16, train_size=100)

@@ -22,6 +22,12 @@ def classification_metrics(logits: Tensor, truth: Tensor) -> dict[str, Tensor]:
             "ece": expected_calibration_error(confidence, correct)}
 
 
+def accuracy(logits: Tensor, truth: Tensor) -> Tensor:
+    """Expected accuracy E[truth(argmax logits)] alone: the cheap per-epoch selection metric."""
+    prediction = logits.argmax(dim=-1, keepdim=True)
+    return torch.gather(truth.to(logits.dtype).expand(*logits.shape), -1, prediction).squeeze(-1).mean(-1)
+
+
 def expected_calibration_error(confidence: Tensor, correct: Tensor, bins: int = ECE_BINS) -> Tensor:
     """ECE = Σ_b (n_b / N)·|mean confidence_b − mean correctness_b| over equal-width bins."""
     index = torch.clamp((confidence * bins).long(), max=bins - 1)

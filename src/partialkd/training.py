@@ -22,7 +22,7 @@ from torch import Tensor
 from partialkd.datasets import Split
 from partialkd.io import load_torch, save_torch
 from partialkd.losses import distillation_loss
-from partialkd.metrics import classification_metrics
+from partialkd.metrics import accuracy, classification_metrics
 from partialkd.models import StackedMLP
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def fit(model: StackedMLP, splits: dict[str, Split], num_classes: int, objective
         started = time.perf_counter()
         mean_loss = _train_epoch(model, train, objective, config, optimizer, schedule, order_generator)
         _check_finite(mean_loss, objective.labels, epoch, resume_path)
-        valid_acc = _evaluate(model, splits["valid"], valid_truth)["acc"]
+        valid_acc = _valid_accuracy(model, splits["valid"].x, valid_truth)
         state.best.update(epoch, valid_acc, model)
         seconds = time.perf_counter() - started
         state.history.append({"epoch": epoch, "seconds": seconds, "loss": mean_loss.tolist(),
@@ -169,6 +169,12 @@ def _evaluate_splits(model: StackedMLP, splits: dict[str, Split], num_classes: i
                      ) -> dict[str, dict[str, Tensor]]:
     return {split: _evaluate(model, splits[split], splits[split].truth(num_classes))
             for split in EVAL_SPLITS}
+
+
+@torch.no_grad()
+def _valid_accuracy(model: StackedMLP, x: Tensor, truth: Tensor) -> Tensor:
+    model.eval()
+    return accuracy(model(x), truth)
 
 
 @torch.no_grad()
