@@ -27,6 +27,10 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def _bullets(lines: list[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines) if lines else "- none"
+
+
 def _mean_sd(values: pd.Series) -> str:
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
 
@@ -61,6 +65,28 @@ def selected_variants(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
     frame = counts.reset_index().rename(columns={"gamma": "γ", "variant": "selected on validation (× seeds)"})
     frame["order"] = frame["method"].map({m: i for i, m in enumerate(ordered_methods(frame["method"]))})
     return frame.sort_values(["γ", "order"]).drop(columns="order")
+
+
+HARD_LIMITS = {"lam": (0.0, 1.0), "k": (1,)}  # values no grid can go beyond
+
+
+def edge_selections(summary: pd.DataFrame, teacher: str, grids: dict[str, dict[str, list]]) -> list[str]:
+    """Grid axes whose smallest or largest value was chosen for most seeds at some γ
+    (a limit of the parameter itself, like λ = 1, is not an edge of the grid)."""
+    students = summary[(summary["role"] == "student") & (summary["teacher"] == teacher)]
+    notes = []
+    for method, axes in grids.items():
+        for axis, values in axes.items():
+            if len(values) < 2 or isinstance(values[0], bool):
+                continue
+            for gamma, rows in students[students["method"] == method].groupby("gamma"):
+                for edge in {min(values), max(values)} - set(HARD_LIMITS.get(axis, ())):
+                    count = int((rows[axis] == edge).sum())
+                    if count > len(rows) / 2:
+                        side = "lowest" if edge == min(values) else "highest"
+                        notes.append(f"{method} {axis} = {edge:g} (the grid's {side} value) at "
+                                     f"γ = {gamma:g}: {count} of {len(rows)} seeds")
+    return notes
 
 
 def claims_section(claims: dict[str, Any]) -> str:
@@ -115,6 +141,10 @@ checkpoint, mean ± sd over {seeds} seeds, students of the `{teacher}` teacher:
 Hyperparameters chosen on the validation split:
 
 {markdown_table(selected_variants(summary, teacher))}
+
+Choices at the edge of their grid for most seeds (a wider grid in `params.yaml` may move them):
+
+{_bullets(edge_selections(summary, teacher, params["synthetic"]["methods"]))}
 
 The full table, one row per run and method (with last-epoch metrics, NLL and calibration
 error), is `results/synthetic/summary.csv`.
