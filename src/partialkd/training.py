@@ -122,7 +122,7 @@ def fit(model: StackedMLP, splits: dict[str, Split], num_classes: int, objective
                               "valid_acc": valid_acc.tolist()})
         state.epoch = epoch
         state.save(resume_path, fingerprint)
-        log.info("epoch %d/%d  loss %.4f  best valid acc %.4f  %.0f examples/s", epoch,
+        log.info("epoch %d/%d  mean loss %.4f  top valid acc %.4f  %.0f examples/s", epoch,
                  config.epochs, mean_loss.mean(), valid_acc.max(), len(train) / seconds)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
