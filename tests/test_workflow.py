@@ -65,12 +65,12 @@ def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> Non
     assert len(summary[summary["role"] == "teacher"]) == 2
     assert students["best_test_acc"].between(0, 1).all()
     for suffix in ("png", "pdf"):
-        assert (finished_workflow / f"paper/figures/synthetic_gain.{suffix}").stat().st_size > 1000
+        assert (finished_workflow / f"paper/figures/synthetic/gain.{suffix}").stat().st_size > 1000
     report = (finished_workflow / "paper/REPORT.md").read_text()
     assert report.index("## Claims") < report.index("## Synthetic study")
     for claim in ("C5", "C6", "C7"):
         assert f"**{claim}**" in report
-    assert "figures/synthetic_gain.png" in report
+    assert "figures/synthetic/gain.png" in report
 
 
 def test_second_run_has_nothing_to_do(finished_workflow: Path) -> None:

@@ -19,13 +19,13 @@ rule synthetic_gain_figure:
     input:
         rules.synthetic_summary.output,
     output:
-        png="paper/figures/synthetic_gain.png",
-        pdf="paper/figures/synthetic_gain.pdf",
+        png="paper/figures/synthetic/gain.png",
+        pdf="paper/figures/synthetic/gain.pdf",
     log:
         "logs/figures/synthetic_gain.log",
     shell:
         "python -m partialkd.figures synthetic-gain --summary {input}"
-        " --out-stem paper/figures/synthetic_gain 2> {log}"
+        " --out-stem paper/figures/synthetic/gain 2> {log}"
 
 
 rule report:

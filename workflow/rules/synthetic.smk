@@ -1,18 +1,19 @@
 # The synthetic study (NOTES §3): for each class correlation γ, data -> teacher -> the student
 # matrix (every method's grid, stacked, per seed) -> one summary table.
+# Each phase writes under its own folder, so that DVC can version each phase as one output.
 
 GAMMAS = [gamma_label(g) for g in SYN["data"]["gammas"]]
 
 
-rule synthetic_data:
+rule synthetic_dataset:
     output:
-        f"{SYN_DIR}/gamma{{gamma}}/data.pt",
+        f"{SYN_DIR}/data/gamma{{gamma}}.pt",
     params:
         data=SYN["data"],
         link_a=" ".join(map(str, SYN["data"]["link_a"])),
         link_b=" ".join(map(str, SYN["data"]["link_b"])),
     log:
-        "logs/synthetic/gamma{gamma}/data.log",
+        "logs/synthetic/data/gamma{gamma}.log",
     shell:
         "python -m partialkd.prepare synthetic --gamma {wildcards.gamma}"
         " --num-classes {params.data[num_classes]} --num-groups {params.data[num_groups]}"
@@ -25,18 +26,18 @@ rule synthetic_data:
 
 rule synthetic_teacher:
     input:
-        rules.synthetic_data.output,
+        rules.synthetic_dataset.output,
     output:
-        model=f"{SYN_DIR}/gamma{{gamma}}/teacher_mlp/model.pt",
-        metrics=f"{SYN_DIR}/gamma{{gamma}}/teacher_mlp/metrics.json",
+        model=f"{SYN_DIR}/teachers/gamma{{gamma}}/mlp/model.pt",
+        metrics=f"{SYN_DIR}/teachers/gamma{{gamma}}/mlp/metrics.json",
     params:
         training=training_args(SYN["teacher"]),
         grid=json.dumps({"ce": {}}),
         seed=SYN["teacher"]["seed"],
     log:
-        "logs/synthetic/gamma{gamma}/teacher_mlp.log",
+        "logs/synthetic/teachers/gamma{gamma}/mlp.log",
     benchmark:
-        "benchmarks/synthetic/gamma{gamma}/teacher_mlp.tsv"
+        "benchmarks/synthetic/teachers/gamma{gamma}/mlp.tsv"
     threads: 1
     shell:
         "python -m partialkd.train --data {input} --grid {params.grid:q} {params.training}"
@@ -44,13 +45,13 @@ rule synthetic_teacher:
         " --out-dir $(dirname {output.model}) 2> {log}"
 
 
-rule synthetic_students:
+rule synthetic_student_stack:
     input:
-        data=rules.synthetic_data.output,
+        data=rules.synthetic_dataset.output,
         teacher=teacher_model,
     output:
-        model=f"{SYN_DIR}/gamma{{gamma}}/students_{{teacher}}/seed{{seed}}/model.pt",
-        metrics=f"{SYN_DIR}/gamma{{gamma}}/students_{{teacher}}/seed{{seed}}/metrics.json",
+        model=f"{SYN_DIR}/students/gamma{{gamma}}/{{teacher}}/seed{{seed}}/model.pt",
+        metrics=f"{SYN_DIR}/students/gamma{{gamma}}/{{teacher}}/seed{{seed}}/metrics.json",
     params:
         training=training_args(SYN["student"]),
         grid=json.dumps(SYN["methods"]),
@@ -58,9 +59,9 @@ rule synthetic_students:
         tau=lambda w: "" if SYN["student"]["tau_squared"] else "--no-tau-squared",
         teacher=lambda w, input: input.teacher or "oracle",
     log:
-        "logs/synthetic/gamma{gamma}/students_{teacher}/seed{seed}.log",
+        "logs/synthetic/students/gamma{gamma}/{teacher}/seed{seed}.log",
     benchmark:
-        "benchmarks/synthetic/gamma{gamma}/students_{teacher}/seed{seed}.tsv"
+        "benchmarks/synthetic/students/gamma{gamma}/{teacher}/seed{seed}.tsv"
     threads: 1
     shell:
         "python -m partialkd.train --data {input.data} --teacher {params.teacher}"
@@ -73,7 +74,7 @@ rule synthetic_students:
 rule synthetic_summary:
     input:
         teachers=expand(rules.synthetic_teacher.output.metrics, gamma=GAMMAS),
-        students=expand(rules.synthetic_students.output.metrics, gamma=GAMMAS,
+        students=expand(rules.synthetic_student_stack.output.metrics, gamma=GAMMAS,
                         teacher=SYN["teachers"], seed=SYN["student"]["seeds"]),
     output:
         f"{SYN_DIR}/summary.csv",
@@ -81,3 +82,19 @@ rule synthetic_summary:
         "logs/synthetic/summary.log",
     shell:
         "python -m partialkd.aggregate {input.teachers} {input.students} --out {output} 2> {log}"
+
+
+# Phase targets: `snakemake <phase>` builds one phase (and what it needs); dvc.yaml runs these.
+rule synthetic_data_phase:
+    input:
+        expand(rules.synthetic_dataset.output, gamma=GAMMAS),
+
+
+rule synthetic_teachers_phase:
+    input:
+        rules.synthetic_summary.input.teachers,
+
+
+rule synthetic_students_phase:
+    input:
+        rules.synthetic_summary.input.students,
