@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Rules call `python -m partialkd...`: the environment must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test install full clean-results
+.PHONY: demo test install full record restore clean-results
 
 install: $(STAMP)
 
@@ -22,7 +22,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 full: $(STAMP)
-	$(BIN)/snakemake --profile workflow/profiles/default
+	$(BIN)/snakemake --profile workflow/profiles/local
+
+# After a plain `snakemake` run: record every result in DVC without recomputing anything.
+record: $(STAMP)
+	$(BIN)/dvc commit --force
+	$(BIN)/dvc status
+
+# In a fresh clone: fetch every dataset, checkpoint and result from the DVC remote, then mark
+# them up to date for Snakemake (times and metadata), so that nothing is recomputed.
+restore: $(STAMP)
+	$(BIN)/dvc pull
+	$(BIN)/snakemake --cores 1 --touch --quiet
+	$(BIN)/snakemake --dry-run --quiet
 
 clean-results:
 	rm -rf results paper/figures paper/REPORT.md .snakemake logs benchmarks

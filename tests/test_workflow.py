@@ -1,51 +1,13 @@
 """The real Snakemake workflow, at tiny size, in a copy of the repository's workflow files."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "params.yaml", "workflow")
-TINY = {
-    "synthetic": {
-        "data": {"gammas": [0.0, 0.9], "num_classes": 6, "num_groups": 2, "dim": 10,
-                 "link_a": [0.5, 1.0], "link_b": [0.0, 1.0],
-                 "sizes": {"train": 600, "valid": 300, "test": 300}},
-        "teacher": {"hidden": [16], "epochs": 2},
-        "teachers": ["mlp", "oracle"],
-        "student": {"hidden": [8], "train_size": 200, "epochs": 2, "seeds": [0, 1]},
-        "methods": {"ce": {}, "ls": {"lam": [0.5], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
-                    "kd_pt": {"lam": [0.9], "tau": [4]},
-                    "kd_sim": {"lam": [0.9], "tau": [1], "alpha": [0.3]},
-                    "kd_pt_sim": {"lam": [0.9], "tau": [1], "alpha": [0.3]},
-                    "kd_topk": {"lam": [0.9], "tau": [4], "k": [2, 3]}},
-    },
-}
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed snakemake with the test's Python environment first on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
-                          env=env, capture_output=True, text=True, timeout=600)
-
-
-def copy_workflow(destination: Path, overrides: dict) -> Path:
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, destination / name)
-        else:
-            shutil.copy(source, destination / name)
-    (destination / "tiny.yaml").write_text(yaml.safe_dump(overrides))
-    return destination
+from workflow_copy import TINY, copy_workflow, snakemake
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from partialkd.io import atomic_write
+from partialkd.io import atomic_write, save_json
 
 HYPERPARAMETERS = ("lam", "tau", "alpha", "k", "renormalize")
 
@@ -52,13 +52,28 @@ def _variant_row(variant: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def headline_metrics(table: pd.DataFrame) -> dict[str, Any]:
+    """Mean test accuracy (%, best-on-validation checkpoint) per teacher, γ and student method:
+    the numbers `dvc metrics diff` compares. Keys avoid '.', which DVC uses as a separator."""
+    students = table[table["role"] == "student"]
+    means = students.groupby(["teacher", "gamma", "method"])["best_test_acc"].mean() * 100
+    metrics: dict[str, Any] = {}
+    for (teacher, gamma, method), value in means.items():
+        gamma_key = f"gamma_{gamma:g}".replace(".", "_")
+        metrics.setdefault(teacher, {}).setdefault(gamma_key, {})[method] = round(float(value), 3)
+    return metrics
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m partialkd.aggregate", description=__doc__)
     parser.add_argument("metrics", nargs="+", help="metrics.json of each run")
     parser.add_argument("--out", required=True, help="CSV to write")
+    parser.add_argument("--metrics-out", help="JSON of mean student accuracies, for DVC metrics")
     args = parser.parse_args(argv)
     table = summarise(args.metrics)
     atomic_write(args.out, lambda handle: handle.write(table.to_csv(index=False).encode()))
+    if args.metrics_out:
+        save_json(headline_metrics(table), args.metrics_out)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,21 @@ from partialkd.config import validate_params
 validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
 
 SYN = config["synthetic"]
+
+# The package modules each step runs: rule inputs, so that editing one re-runs its steps (and
+# the dependencies of the matching stage in dvc.yaml; a test keeps the two in step).
+CODE = {
+    step: [f"src/partialkd/{module}.py" for module in modules]
+    for step, modules in {
+        "prepare": ("prepare", "synthetic", "datasets", "io"),
+        "train": ("train", "training", "models", "losses", "targets", "grid", "metrics",
+                  "teachers", "datasets", "io", "prepare"),
+        "aggregate": ("aggregate", "io"),
+        "claims": ("claims", "io"),
+        "figures": ("figures", "style", "io"),
+        "report": ("report", "claims", "style", "provenance", "io"),
+    }.items()
+}
 SYN_DIR = "results/synthetic"
 
 

@@ -3,7 +3,8 @@
 
 rule synthetic_claims:
     input:
-        rules.synthetic_summary.output,
+        summary=rules.synthetic_summary.output.table,
+        code=CODE["claims"],
     output:
         f"{SYN_DIR}/claims.json",
     params:
@@ -11,28 +12,30 @@ rule synthetic_claims:
     log:
         "logs/synthetic/claims.log",
     shell:
-        "python -m partialkd.claims --summary {input} --teacher {params.claims[teacher]}"
+        "python -m partialkd.claims --summary {input.summary} --teacher {params.claims[teacher]}"
         " --z {params.claims[z]} --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
 rule synthetic_gain_figure:
     input:
-        rules.synthetic_summary.output,
+        summary=rules.synthetic_summary.output.table,
+        code=CODE["figures"],
     output:
         png="paper/figures/synthetic/gain.png",
         pdf="paper/figures/synthetic/gain.pdf",
     log:
         "logs/figures/synthetic_gain.log",
     shell:
-        "python -m partialkd.figures synthetic-gain --summary {input}"
+        "python -m partialkd.figures synthetic-gain --summary {input.summary}"
         " --out-stem paper/figures/synthetic/gain 2> {log}"
 
 
 rule report:
     input:
-        summary=rules.synthetic_summary.output,
+        summary=rules.synthetic_summary.output.table,
         claims=rules.synthetic_claims.output,
         figure=rules.synthetic_gain_figure.output.png,
+        code=CODE["report"],
     output:
         "paper/REPORT.md",
     params:

@@ -6,6 +6,8 @@ GAMMAS = [gamma_label(g) for g in SYN["data"]["gammas"]]
 
 
 rule synthetic_dataset:
+    input:
+        code=CODE["prepare"],
     output:
         f"{SYN_DIR}/data/gamma{{gamma}}.pt",
     params:
@@ -26,7 +28,8 @@ rule synthetic_dataset:
 
 rule synthetic_teacher:
     input:
-        rules.synthetic_dataset.output,
+        data=rules.synthetic_dataset.output,
+        code=CODE["train"],
     output:
         model=f"{SYN_DIR}/teachers/gamma{{gamma}}/mlp/model.pt",
         metrics=f"{SYN_DIR}/teachers/gamma{{gamma}}/mlp/metrics.json",
@@ -40,7 +43,7 @@ rule synthetic_teacher:
         "benchmarks/synthetic/teachers/gamma{gamma}/mlp.tsv"
     threads: 1
     shell:
-        "python -m partialkd.train --data {input} --grid {params.grid:q} {params.training}"
+        "python -m partialkd.train --data {input.data} --grid {params.grid:q} {params.training}"
         " --seed {params.seed} --threads {threads} --tag role=teacher --tag teacher=mlp"
         " --out-dir $(dirname {output.model}) 2> {log}"
 
@@ -49,6 +52,7 @@ rule synthetic_student_stack:
     input:
         data=rules.synthetic_dataset.output,
         teacher=teacher_model,
+        code=CODE["train"],
     output:
         model=f"{SYN_DIR}/students/gamma{{gamma}}/{{teacher}}/seed{{seed}}/model.pt",
         metrics=f"{SYN_DIR}/students/gamma{{gamma}}/{{teacher}}/seed{{seed}}/metrics.json",
@@ -76,12 +80,15 @@ rule synthetic_summary:
         teachers=expand(rules.synthetic_teacher.output.metrics, gamma=GAMMAS),
         students=expand(rules.synthetic_student_stack.output.metrics, gamma=GAMMAS,
                         teacher=SYN["teachers"], seed=SYN["student"]["seeds"]),
+        code=CODE["aggregate"],
     output:
-        f"{SYN_DIR}/summary.csv",
+        table=f"{SYN_DIR}/summary.csv",
+        metrics=f"{SYN_DIR}/metrics.json",
     log:
         "logs/synthetic/summary.log",
     shell:
-        "python -m partialkd.aggregate {input.teachers} {input.students} --out {output} 2> {log}"
+        "python -m partialkd.aggregate {input.teachers} {input.students} --out {output.table}"
+        " --metrics-out {output.metrics} 2> {log}"
 
 
 # Phase targets: `snakemake <phase>` builds one phase (and what it needs); dvc.yaml runs these.

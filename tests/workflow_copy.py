@@ -1,0 +1,73 @@
+"""A copy of the repository's workflow in a temporary folder, at tiny size, and runners for it."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore",
+                  ".gitignore", "workflow", "src")
+TINY = {
+    "synthetic": {
+        "data": {"gammas": [0.0, 0.9], "num_classes": 6, "num_groups": 2, "dim": 10,
+                 "link_a": [0.5, 1.0], "link_b": [0.0, 1.0],
+                 "sizes": {"train": 600, "valid": 300, "test": 300}},
+        "teacher": {"hidden": [16], "epochs": 2},
+        "teachers": ["mlp", "oracle"],
+        "student": {"hidden": [8], "train_size": 200, "epochs": 2, "seeds": [0, 1]},
+        "methods": {"ce": {}, "ls": {"lam": [0.5], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
+                    "kd_pt": {"lam": [0.9], "tau": [4]},
+                    "kd_sim": {"lam": [0.9], "tau": [1], "alpha": [0.3]},
+                    "kd_pt_sim": {"lam": [0.9], "tau": [1], "alpha": [0.3]},
+                    "kd_topk": {"lam": [0.9], "tau": [4], "k": [2, 3]}},
+    },
+}
+
+
+def tool_env() -> dict[str, str]:
+    """The environment with this Python's tools (snakemake, dvc, python) first on PATH."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run(workdir: Path, *command: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(command), cwd=workdir, env=tool_env(), capture_output=True,
+                            text=True, timeout=600, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(workdir, sys.executable, "-m", "snakemake", "--cores", "2", *args)
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = deep_merge(base[key], value) if isinstance(value, dict) and key in base else value
+    return merged
+
+
+def copy_workflow(destination: Path, overrides: dict | None = None) -> Path:
+    """The workflow's files in `destination`; `overrides` are written as tiny.yaml if given."""
+    for name in WORKFLOW_FILES:
+        source, target = REPO / name, destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(source, target)
+    if overrides is not None:
+        (destination / "tiny.yaml").write_text(yaml.safe_dump(overrides))
+    return destination
+
+
+def write_params(workdir: Path, overrides: dict) -> None:
+    """params.yaml = the repository's params.yaml with `overrides` merged in."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (workdir / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, overrides), sort_keys=False))
