@@ -1,16 +1,23 @@
 """DVC over the Snakemake workflow, with the real `dvc` and `git`, in a temporary repository."""
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from workflow_copy import TINY, copy_workflow, deep_merge, run, snakemake, write_params
+from workflow_copy import TINY, copy_workflow, deep_merge, run, snakemake, tool_env, write_params
 
 GIT = ("git", "-c", "user.name=test", "-c", "user.email=test@example.invalid")
+# Smaller than the workflow test's size: DVC's behaviour does not depend on the matrix size.
+DVC_TINY = deep_merge(TINY, {"synthetic": {"data": {"gammas": [0.0]}, "teachers": ["mlp"],
+                                           "student": {"seeds": [0]}}})
 
 
 def stages_run(output: str) -> set[str]:
@@ -38,7 +45,7 @@ def change_params(repo: Path, overrides: dict) -> None:
 def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh clone's state: the workflow committed to git, then one full `dvc repro`."""
     repo = copy_workflow(tmp_path_factory.mktemp("dvc_repo"))
-    write_params(repo, TINY)
+    write_params(repo, DVC_TINY)
     run(repo, "git", "init", "-q", check=True)
     run(repo, "git", "add", "-A", check=True)
     run(repo, *GIT, "commit", "-qm", "workflow", check=True)
@@ -54,7 +61,7 @@ def test_repro_builds_everything_and_a_second_repro_does_nothing(dvc_repo: Path)
     assert stages_run(dvc_repro(dvc_repo)) == set()
     assert "up to date" in run(dvc_repo, "dvc", "status", check=True).stdout
     metrics = run(dvc_repo, "dvc", "metrics", "show", check=True).stdout
-    assert "gamma_0_9" in metrics and "kd_pt" in metrics
+    assert "mlp.gamma_0.kd_pt" in metrics
 
 
 def test_parameter_changes_rerun_only_what_they_touch(dvc_repo: Path) -> None:
@@ -120,7 +127,7 @@ def _under(path: str, root: str) -> bool:
 
 def test_results_of_a_plain_snakemake_run_are_recorded_without_recomputing(tmp_path: Path) -> None:
     repo = copy_workflow(tmp_path)
-    write_params(repo, TINY)
+    write_params(repo, DVC_TINY)
     run(repo, "git", "init", "-q", check=True)
     assert snakemake(repo).returncode == 0
     before = fingerprints(repo, "results/**/*.pt")
@@ -146,3 +153,41 @@ def test_a_colleague_pulls_every_result_and_has_nothing_to_recompute(dvc_repo: P
     pattern = "results/**/*.*"
     assert {k: v[0] for k, v in fingerprints(clone, pattern).items()} == {
         k: v[0] for k, v in fingerprints(dvc_repo, pattern).items() if not k.endswith(".gitignore")}
+
+
+def test_a_one_parameter_experiment_runs_in_the_workspace(dvc_repo: Path) -> None:
+    teachers = fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt")
+    result = run(dvc_repo, "dvc", "exp", "run", "-S", "synthetic.student.epochs=1", check=True)
+    assert stages_run(result.stdout + result.stderr) == {"synthetic_students", "synthetic_summary",
+                                                         "report"}
+    assert yaml.safe_load((dvc_repo / "params.yaml").read_text())["synthetic"]["student"]["epochs"] == 1
+    assert fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt") == teachers
+    shown = csv.DictReader(io.StringIO(run(dvc_repo, "dvc", "exp", "show", "--csv", check=True).stdout))
+    assert "1" in [row["synthetic.student.epochs"] for row in shown]
+
+
+def test_a_second_repro_while_one_runs_is_refused_and_corrupts_nothing(dvc_repo: Path) -> None:
+    change_params(dvc_repo, {"synthetic": {"student": {"epochs": 4}}})
+    first = subprocess.Popen(["dvc", "repro"], cwd=dvc_repo, env=tool_env(), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not _newer_than_params(dvc_repo):
+            assert first.poll() is None, "the first repro ended before the second could start"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        second = run(dvc_repo, "dvc", "repro")
+        assert second.returncode != 0
+        assert "lock" in (second.stdout + second.stderr).lower()
+    finally:
+        output, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, output[-3000:]
+    assert "up to date" in run(dvc_repo, "dvc", "status", check=True).stdout
+    assert stages_run(dvc_repro(dvc_repo)) == set()
+
+
+def _newer_than_params(repo: Path) -> bool:
+    """Some student job of the running repro has started (its log is newer than params.yaml)."""
+    params_time = (repo / "params.yaml").stat().st_mtime
+    return any(log.stat().st_mtime > params_time
+               for log in repo.glob("logs/synthetic/students/**/*.log"))
