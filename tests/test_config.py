@@ -162,6 +162,7 @@ BAD_VALUES = {
                              ["synthetic.teachers", "resnet"]),
     "unknown claims teacher": (_set(("claims", "teacher"), "resnet"), ["claims.teacher", "resnet"]),
     "z 0": (_set(("claims", "z"), 0), ["claims.z"]),
+    "unknown error bars": (_set(("figures", "error_bars"), "ci99"), ["figures.error_bars", "ci99"]),
     "tau_squared not a bool": (_set(("synthetic", "student", "tau_squared"), "yes"),
                                ["synthetic.student.tau_squared"]),
 }

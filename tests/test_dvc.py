@@ -80,10 +80,14 @@ def test_parameter_changes_rerun_only_what_they_touch(dvc_repo: Path) -> None:
     retrained = fingerprints(dvc_repo, "results/synthetic/students/**/model.pt")
     assert all(retrained[name][0] != students[name][0] for name in students)
 
-    change_params(dvc_repo, {"claims": {"margin": 0.25}})
+    figure = fingerprints(dvc_repo, "paper/figures/synthetic/gain.png")
+    change_params(dvc_repo, {"claims": {"margin": 0.25}, "figures": {"error_bars": "se"}})
     assert stages_run(dvc_repro(dvc_repo)) == {"report"}
     assert fingerprints(dvc_repo, "results/synthetic/students/**/model.pt") == retrained
-    assert "±0.25 points" in (dvc_repo / "paper/REPORT.md").read_text()
+    assert fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt") == teachers
+    assert fingerprints(dvc_repo, "paper/figures/synthetic/gain.png") != figure
+    report = (dvc_repo / "paper/REPORT.md").read_text()
+    assert "±0.25 points" in report and "mean ± standard error over" in report
 
 
 def test_every_snakemake_output_belongs_to_exactly_one_stage(tmp_path: Path) -> None:

@@ -12,6 +12,9 @@ from partialkd.style import (COLUMN_WIDTH_IN, METHOD_COLORS, METHOD_MARKERS, app
                              ordered_methods, save_figure)
 
 BASELINE = "ce"
+ERROR_BARS = {"sd": "sd", "se": "se", "ci95": ("ci", 95)}  # seaborn's names for each spread
+ERROR_BAR_CAPTIONS = {"sd": "mean ± sd", "se": "mean ± standard error",
+                      "ci95": "mean with a 95% bootstrap confidence interval"}
 
 
 def gain_over_baseline(summary: pd.DataFrame) -> pd.DataFrame:
@@ -23,8 +26,9 @@ def gain_over_baseline(summary: pd.DataFrame) -> pd.DataFrame:
     return gains.reset_index().melt(id_vars=keys, var_name="method", value_name="gain")
 
 
-def synthetic_gain_figure(summary: pd.DataFrame) -> plt.Figure:
-    """Student accuracy minus the ce student's against γ: one line per method, mean ± sd over seeds."""
+def synthetic_gain_figure(summary: pd.DataFrame, error_bars: str) -> plt.Figure:
+    """Student accuracy minus the ce student's against γ: one line per method, mean and spread
+    (`error_bars`: sd, se or ci95) over seeds."""
     apply_style()
     gains = gain_over_baseline(summary)
     teachers = sorted(gains["teacher"].unique())
@@ -34,7 +38,7 @@ def synthetic_gain_figure(summary: pd.DataFrame) -> plt.Figure:
     for ax, teacher in zip(axes[0], teachers):
         sns.lineplot(data=gains[gains["teacher"] == teacher], x="gamma", y="gain", hue="method",
                      style="method", hue_order=methods, style_order=methods, palette=METHOD_COLORS,
-                     markers=METHOD_MARKERS, dashes=False, errorbar="sd", err_style="bars",
+                     markers=METHOD_MARKERS, dashes=False, errorbar=ERROR_BARS[error_bars], err_style="bars",
                      err_kws={"capsize": 2}, ax=ax, legend=ax is axes[0][-1])
         ax.axhline(0, color=METHOD_COLORS[BASELINE], linestyle="--", linewidth=1)
         ax.set(xlabel="class correlation γ", ylabel="test accuracy − ce student (points)",
@@ -50,9 +54,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m partialkd.figures", description=__doc__)
     parser.add_argument("figure", choices=sorted(FIGURES))
     parser.add_argument("--summary", required=True, help="summary.csv of the track")
+    parser.add_argument("--error-bars", choices=sorted(ERROR_BARS), default="sd",
+                        help="spread over seeds drawn around each mean")
     parser.add_argument("--out-stem", required=True, help="path without suffix; .png and .pdf are written")
     args = parser.parse_args(argv)
-    save_figure(FIGURES[args.figure](pd.read_csv(args.summary)), args.out_stem)
+    save_figure(FIGURES[args.figure](pd.read_csv(args.summary), args.error_bars), args.out_stem)
 
 
 if __name__ == "__main__":

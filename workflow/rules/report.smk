@@ -23,11 +23,13 @@ rule synthetic_gain_figure:
     output:
         png="paper/figures/synthetic/gain.png",
         pdf="paper/figures/synthetic/gain.pdf",
+    params:
+        error_bars=config["figures"]["error_bars"],
     log:
         "logs/figures/synthetic_gain.log",
     shell:
         "python -m partialkd.figures synthetic-gain --summary {input.summary}"
-        " --out-stem paper/figures/synthetic/gain 2> {log}"
+        " --error-bars {params.error_bars} --out-stem paper/figures/synthetic/gain 2> {log}"
 
 
 rule report:
