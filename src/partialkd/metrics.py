@@ -14,18 +14,22 @@ ECE_BINS = 15
 def classification_metrics(logits: Tensor, truth: Tensor) -> dict[str, Tensor]:
     """logits [S, N, K] (or [N, K]), truth [N, K] -> {'acc', 'nll', 'ece'}, each [S] (or scalar)."""
     log_probs = torch.log_softmax(logits.float(), dim=-1)
-    confidence, prediction = log_probs.exp().max(dim=-1)
-    truth = truth.to(log_probs)
-    correct = torch.gather(truth.expand_as(log_probs), -1, prediction.unsqueeze(-1)).squeeze(-1)
-    nll = -(truth * log_probs).sum(-1)
+    confidence = log_probs.exp().max(dim=-1).values
+    correct = correctness(log_probs, truth)
+    nll = -(truth.to(log_probs) * log_probs).sum(-1)
     return {"acc": correct.mean(-1), "nll": nll.mean(-1),
             "ece": expected_calibration_error(confidence, correct)}
 
 
 def accuracy(logits: Tensor, truth: Tensor) -> Tensor:
-    """Expected accuracy E[truth(argmax logits)] alone: the cheap per-epoch selection metric."""
+    """Expected accuracy alone: the cheap per-epoch selection metric."""
+    return correctness(logits, truth).mean(-1)
+
+
+def correctness(logits: Tensor, truth: Tensor) -> Tensor:
+    """Per example, the truth's mass on the predicted class, truth(argmax logits): [S, N] or [N]."""
     prediction = logits.argmax(dim=-1, keepdim=True)
-    return torch.gather(truth.to(logits.dtype).expand(*logits.shape), -1, prediction).squeeze(-1).mean(-1)
+    return torch.gather(truth.to(logits.dtype).expand(*logits.shape), -1, prediction).squeeze(-1)
 
 
 def expected_calibration_error(confidence: Tensor, correct: Tensor, bins: int = ECE_BINS) -> Tensor:
