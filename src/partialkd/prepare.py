@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,16 +52,39 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     for split in SPLITS:
         syn.add_argument(f"--{split}-size", type=int, required=True)
     syn.add_argument("--out", required=True)
+    cifar = tracks.add_parser("cifar100", help="CIFAR-100, fine labels; valid held out from its training set")
+    cifar.add_argument("--archive", required=True,
+                       help="cifar-100-python.tar.gz: verified, downloaded first if missing")
+    cifar.add_argument("--url", required=True, help="where to download the archive from")
+    cifar.add_argument("--md5", required=True, help="the archive's published MD5")
+    cifar.add_argument("--valid-size", type=int, required=True, help="training images held out as valid")
+    cifar.add_argument("--split-seed", type=int, required=True)
+    cifar.add_argument("--no-download", action="store_true", help="fail if the archive is missing")
+    cifar.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parse(argv)
-    dataset = synthetic_dataset(
-        gamma=args.gamma, num_classes=args.num_classes, num_groups=args.num_groups, dim=args.dim,
-        beta=args.beta, link_a=args.link_a, link_b=args.link_b, world_seed=args.world_seed,
-        sizes={split: getattr(args, f"{split}_size") for split in SPLITS})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.track == "cifar100":
+        try:
+            dataset = _cifar100(args)
+        except (OSError, ValueError) as error:
+            sys.exit(f"prepare cifar100: {error}")
+    else:
+        dataset = synthetic_dataset(
+            gamma=args.gamma, num_classes=args.num_classes, num_groups=args.num_groups, dim=args.dim,
+            beta=args.beta, link_a=args.link_a, link_b=args.link_b, world_seed=args.world_seed,
+            sizes={split: getattr(args, f"{split}_size") for split in SPLITS})
     save_dataset(dataset, args.out)
+
+
+def _cifar100(args: argparse.Namespace) -> Dataset:
+    from partialkd import cifar100  # here, not at the top: cifar100 imports derived_seed from this module
+
+    archive = cifar100.fetch_archive(args.archive, args.url, args.md5, download=not args.no_download)
+    return cifar100.prepare_cifar100(archive, args.valid_size, args.split_seed, args.md5)
 
 
 if __name__ == "__main__":
