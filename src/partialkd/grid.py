@@ -32,6 +32,16 @@ class Variant:
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "lam": self.lam, "tau": self.tau, **dict(self.params)}
 
+    @property
+    def slug(self) -> str:
+        """A path-safe name, e.g. 'kd_topk-lam0.9-tau4-k25', unique within a grid."""
+        values = [f"lam{self.lam:g}", f"tau{self.tau:g}", *(f"{k}{v}" for k, v in self.params)]
+        return "-".join([self.method, *values])
+
+    def to_grid(self) -> dict[str, dict[str, list[Any]]]:
+        """The one-point grid that expands to this variant alone."""
+        return {self.method: {"lam": [self.lam], "tau": [self.tau], **{k: [v] for k, v in self.params}}}
+
 
 def grid_keys(method: str) -> tuple[str, ...]:
     """The keys a grid may give for `method`: λ, τ and the target's own parameters."""

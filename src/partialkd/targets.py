@@ -64,6 +64,12 @@ def register_target(
     return register
 
 
+def distils(method: str) -> bool:
+    """Whether `method` takes anything from a teacher (its logits or its class vectors)."""
+    spec = _spec(method)
+    return spec.needs_teacher or "class_weights" in spec.params
+
+
 def method_params(method: str) -> tuple[str, ...]:
     """Names of the parameters `method` accepts (beyond teacher logits, labels and τ)."""
     return _spec(method).params

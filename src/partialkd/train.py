@@ -26,7 +26,7 @@ from partialkd.io import save_json, save_torch
 from partialkd.models import StackedMLP
 from partialkd.prepare import derived_seed
 from partialkd.provenance import provenance
-from partialkd.targets import TARGETS, build_target
+from partialkd.targets import TARGETS, build_target, distils
 from partialkd.teachers import Teacher, load_teacher
 from partialkd.training import FitResult, Objective, TrainConfig, fit
 
@@ -50,12 +50,18 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: TrainConfig,
     model = StackedMLP(len(variants), dataset["train"].x.shape[1], config.hidden, dataset.num_classes,
                        torch.Generator().manual_seed(derived_seed(config.seed, INIT_SEED)))
     fingerprint = {"config": asdict(config), "variants": [v.to_dict() for v in variants],
-                   "data": _sha256(data), "teacher": None if teacher is None else _teacher_id(teacher)}
+                   "data": sha256(data), "teacher": None if teacher is None else _teacher_id(teacher)}
     result = fit(model, splits, dataset.num_classes, objective, config, out_dir / "resume.pt",
                  fingerprint, torch.Generator().manual_seed(derived_seed(config.seed, ORDER_SEED)),
                  on_epoch_end)
     arch = {"num_models": len(variants), "in_dim": dataset["train"].x.shape[1],
             "hidden": list(config.hidden), "num_classes": dataset.num_classes}
+    return save_run(out_dir, arch, variants, fingerprint, result, dataset, tags)
+
+
+def save_run(out_dir: Path, arch: dict[str, Any], variants: list[Variant], fingerprint: dict[str, Any],
+             result: FitResult, dataset: Dataset, tags: dict[str, str] | None) -> dict[str, Any]:
+    """Write a finished run's model.pt and metrics.json, drop its resume checkpoint; the metrics."""
     save_torch({"arch": arch, "variants": fingerprint["variants"], "final_state": result.final_state,
                 "best_state": result.best_state, "fingerprint": fingerprint}, out_dir / "model.pt")
     metrics = {"tags": tags or {}, **_metrics(variants, result, fingerprint, dataset)}
@@ -75,15 +81,15 @@ def _train_subset(dataset: Dataset, config: TrainConfig) -> Split:
 
 
 def _load_teacher(teacher: str | Path | None, variants: list[Variant], dataset: Dataset) -> Teacher | None:
-    needing = sorted({v.method for v in variants if _needs_teacher(v.method)})
-    if needing and teacher is None:
-        raise ValueError(f"methods {', '.join(needing)} distil from a teacher: pass --teacher")
+    require_teacher(variants, teacher)
     return None if teacher is None else load_teacher(teacher, dataset)
 
 
-def _needs_teacher(method: str) -> bool:
-    spec = TARGETS[method]
-    return spec.needs_teacher or "class_weights" in spec.params
+def require_teacher(variants: list[Variant], teacher: str | Path | None) -> None:
+    """Refuse a grid with methods that distil (teacher logits or class vectors) but no teacher."""
+    needing = sorted({v.method for v in variants if distils(v.method)})
+    if needing and teacher is None:
+        raise ValueError(f"methods {', '.join(needing)} distil from a teacher: pass --teacher")
 
 
 def _objective(variants: list[Variant], teacher: Teacher | None, train: Split,
@@ -127,7 +133,7 @@ def _select_per_method(rows: list[dict[str, Any]]) -> dict[str, int]:
     return selected
 
 
-def _sha256(path: str | Path) -> str:
+def sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -136,7 +142,7 @@ def _sha256(path: str | Path) -> str:
 
 
 def _teacher_id(teacher: str | Path) -> str:
-    return "oracle" if str(teacher) == "oracle" else _sha256(teacher)
+    return "oracle" if str(teacher) == "oracle" else sha256(teacher)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -155,13 +161,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-size", type=int, help="seed-chosen subset of the train split")
     parser.add_argument("--no-tau-squared", action="store_true", help="c(τ) = 1 instead of τ²")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--tag", action="append", default=[], type=_tag, metavar="KEY=VALUE",
+    parser.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="KEY=VALUE",
                         help="a label recorded in metrics.json (repeatable)")
     parser.add_argument("--out-dir", required=True)
     return parser.parse_args(argv)
 
 
-def _tag(text: str) -> tuple[str, str]:
+def parse_tag(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--tag expects KEY=VALUE, got {text!r}")

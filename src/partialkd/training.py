@@ -1,10 +1,12 @@
-"""The training loop shared by teachers and students: one loss, per-variant targets, resumable.
+"""The epoch loop shared by every track (`run_epochs`), and the synthetic track's trainer (`fit`).
 
-Every variant of the stack has its own precomputed target ρ (exact here: no augmentation, so the
-teacher's output per example never changes), λ and τ; the loop never looks at method names.
-After every epoch the full state (weights, optimiser, schedule, data-order RNG, best-so-far) is
-written atomically, so a killed run restarted with the same arguments ends exactly as an
-uninterrupted one.
+`run_epochs` trains whatever a track's `Loop` describes (one model, or a stack of variants),
+selects each variant's best epoch on validation and never looks at method names. In the
+synthetic trainer every variant of the stack has its own precomputed target ρ (exact there: no
+augmentation, so the teacher's output per example never changes), λ and τ. After every epoch
+the full state (weights, optimiser, schedule, data-order RNG, best-so-far) is written
+atomically, so a killed run restarted with the same arguments ends exactly as an uninterrupted
+one.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from partialkd.datasets import Split
 from partialkd.io import load_torch, save_torch
@@ -72,7 +74,7 @@ class BestSoFar:
     def empty(cls, num_models: int) -> BestSoFar:
         return cls(torch.full((num_models,), -math.inf), torch.zeros(num_models, dtype=torch.long))
 
-    def update(self, epoch: int, valid_acc: Tensor, model: StackedMLP) -> None:
+    def update(self, epoch: int, valid_acc: Tensor, model: nn.Module) -> None:
         improved = valid_acc > self.valid_acc  # the first best epoch is kept on ties
         self.valid_acc = torch.where(improved, valid_acc, self.valid_acc)
         self.epoch = torch.where(improved, torch.tensor(epoch), self.epoch)
@@ -81,8 +83,11 @@ class BestSoFar:
 
 
 def _select(mask: Tensor, new: Tensor, old: Tensor | None) -> Tensor:
+    """`new` where the variant improved, else `old`; a single model (mask [1]) may have scalars."""
     if old is None:
         return new.clone()
+    if new.dim() == 0:
+        return new.clone() if bool(mask.all()) else old
     return torch.where(mask.view(-1, *[1] * (new.dim() - 1)), new, old)
 
 
@@ -97,43 +102,75 @@ class FitResult:
     seconds_per_epoch: float
 
 
+@dataclass
+class Loop:
+    """What the shared epoch loop needs from a track's trainer; the callables close over the data."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # data order (and augmentation): part of the resumable state
+    labels: list[str]  # one per variant of the stack
+    examples_per_epoch: int
+    unit: str  # what an example is, for the progress line ("examples", "images")
+    train_epoch: Callable[[], Tensor]  # one epoch of updates; mean training loss per variant [S]
+    valid_accuracy: Callable[[], Tensor]  # per variant [S]
+    evaluate: Callable[[], dict[str, dict[str, Tensor]]]  # per split in EVAL_SPLITS, metrics [S]
+
+
+def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: dict[str, Any],
+               on_epoch_end: Callable[[int], None] | None = None) -> FitResult:
+    """Train for `epochs` (resuming from `resume_path` if it exists), select each variant's
+    best epoch on validation, then score the final and the best weights."""
+    state = _State(loop.model, loop.optimizer, loop.schedule, loop.generator,
+                   BestSoFar.empty(len(loop.labels)))
+    state.resume_from(resume_path, fingerprint)
+    for epoch in range(state.epoch + 1, epochs + 1):
+        started = time.perf_counter()
+        lr = loop.optimizer.param_groups[0]["lr"]
+        mean_loss = loop.train_epoch().cpu()
+        _check_finite(mean_loss, loop.labels, epoch, resume_path)
+        valid_acc = loop.valid_accuracy().cpu()
+        state.best.update(epoch, valid_acc, loop.model)
+        seconds = time.perf_counter() - started
+        state.history.append({"epoch": epoch, "seconds": seconds, "loss": mean_loss.tolist(),
+                              "valid_acc": valid_acc.tolist(),
+                              f"{loop.unit}_per_second": loop.examples_per_epoch / seconds})
+        state.epoch = epoch
+        state.save(resume_path, fingerprint)
+        log.info("epoch %d/%d  mean loss %.4f  top valid acc %.4f  %.0f %s/s  lr %.3g", epoch,
+                 epochs, mean_loss.mean(), valid_acc.max(), loop.examples_per_epoch / seconds,
+                 loop.unit, lr)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+    final_state = {name: value.detach().cpu().clone() for name, value in loop.model.state_dict().items()}
+    last = loop.evaluate()
+    loop.model.load_state_dict(state.best.state)
+    best = loop.evaluate()
+    loop.model.load_state_dict(final_state)
+    seconds = [entry["seconds"] for entry in state.history]
+    return FitResult(last, best, state.best.epoch, state.best.state, final_state, state.history,
+                     sum(seconds) / max(len(seconds), 1))
+
+
 def fit(model: StackedMLP, splits: dict[str, Split], num_classes: int, objective: Objective,
         config: TrainConfig, resume_path: str | Path, fingerprint: dict[str, Any],
         order_generator: torch.Generator,
         on_epoch_end: Callable[[int], None] | None = None) -> FitResult:
-    """Train `model` (all variants at once), select epochs on valid, then score final and best."""
+    """Train a stack of MLPs (all variants at once) on precomputed targets: Adam, cosine decay."""
     train = splits["train"]
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
-    state = _State(model, optimizer, schedule, order_generator, BestSoFar.empty(model.num_models))
-    state.resume_from(resume_path, fingerprint)
     valid_truth = splits["valid"].truth(num_classes)
-    for epoch in range(state.epoch + 1, config.epochs + 1):
-        started = time.perf_counter()
-        mean_loss = _train_epoch(model, train, objective, config, optimizer, schedule, order_generator)
-        _check_finite(mean_loss, objective.labels, epoch, resume_path)
-        valid_acc = _valid_accuracy(model, splits["valid"].x, valid_truth)
-        state.best.update(epoch, valid_acc, model)
-        seconds = time.perf_counter() - started
-        state.history.append({"epoch": epoch, "seconds": seconds, "loss": mean_loss.tolist(),
-                              "valid_acc": valid_acc.tolist()})
-        state.epoch = epoch
-        state.save(resume_path, fingerprint)
-        log.info("epoch %d/%d  mean loss %.4f  top valid acc %.4f  %.0f examples/s", epoch,
-                 config.epochs, mean_loss.mean(), valid_acc.max(), len(train) / seconds)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-    final_state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
-    last = _evaluate_splits(model, splits, num_classes)
-    model.load_state_dict(state.best.state)
-    best = _evaluate_splits(model, splits, num_classes)
-    model.load_state_dict(final_state)
-    seconds = [entry["seconds"] for entry in state.history]
-    return FitResult(last, best, state.best.epoch, state.best.state, final_state, state.history,
-                     sum(seconds) / max(len(seconds), 1))
+    loop = Loop(
+        model, optimizer, schedule, order_generator, objective.labels, len(train), "examples",
+        train_epoch=lambda: _train_epoch(model, train, objective, config, optimizer, schedule,
+                                         order_generator),
+        valid_accuracy=lambda: _valid_accuracy(model, splits["valid"].x, valid_truth),
+        evaluate=lambda: _evaluate_splits(model, splits, num_classes))
+    return run_epochs(loop, config.epochs, resume_path, fingerprint, on_epoch_end)
 
 
 def _train_epoch(model: StackedMLP, train: Split, objective: Objective, config: TrainConfig,
@@ -186,7 +223,7 @@ def _evaluate(model: StackedMLP, split: Split, truth: Tensor) -> dict[str, Tenso
 @dataclass
 class _State:
     """Everything a resumed run needs to continue exactly where the killed one stopped."""
-    model: StackedMLP
+    model: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LRScheduler
     order_generator: torch.Generator

@@ -1,0 +1,217 @@
+"""The image tracks' trainer (CIFAR-100): one network, a teacher or a student, on one device.
+
+Augmentation (pad-4 random crop and horizontal flip, NOTES §4) changes the teacher's output at
+every step, so the target ρ is built per batch from the frozen teacher's logits on the same
+augmented images. The images stay on the device as uint8; crops, flips and normalisation run
+there, and the random draws of an epoch are made up front from one CPU generator, so a run is
+fixed by its seed and resumes exactly. On a GPU the forward passes run under bf16 autocast in
+channels_last layout; the loss is computed in float32; on a CPU everything is float32.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from partialkd.datasets import Split
+from partialkd.grid import Variant
+from partialkd.losses import distillation_loss
+from partialkd.metrics import accuracy, classification_metrics
+from partialkd.targets import TARGETS, build_target
+from partialkd.training import EVAL_SPLITS, Loop
+
+PAD = 4  # pixels of zero padding before the random 32x32 crop
+PRECISIONS = ("auto", "fp32")  # auto: bf16 autocast on a GPU, fp32 on a CPU
+
+
+@dataclass(frozen=True)
+class ImageTrainConfig:
+    """SGD with momentum and a step schedule (×lr_decay at each milestone epoch)."""
+    arch: str
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    milestones: tuple[int, ...]
+    lr_decay: float
+    seed: int
+    tau_squared: bool = True
+    precision: str = "auto"
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr must be > 0 and lr_decay in (0, 1], got {self.lr}, {self.lr_decay}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ValueError("momentum must lie in [0, 1) and weight_decay be non-negative")
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"milestones must be increasing epochs, got {list(self.milestones)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how the forward passes run."""
+    device: torch.device
+    bf16: bool
+
+    @classmethod
+    def choose(cls, precision: str) -> Placement:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(device, device.type == "cuda" and precision == "auto")
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.bf16:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device, memory_format=self.memory_format)
+
+
+class DeviceImages:
+    """One split's uint8 images and labels on the device, served as normalised float batches."""
+
+    def __init__(self, split: Split, mean: list[float], std: list[float], placement: Placement) -> None:
+        self.placement = placement
+        device = placement.device
+        self.images = split.x.to(device)
+        self.labels = split.labels.to(device)
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def normalise(self, images: Tensor) -> Tensor:
+        x = (images.float() / 255 - self.mean) / self.std
+        return x.contiguous(memory_format=self.placement.memory_format)
+
+    def in_order(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self), batch_size):
+            end = start + batch_size
+            yield self.normalise(self.images[start:end]), self.labels[start:end]
+
+    def augmented_epoch(self, batch_size: int, generator: torch.Generator
+                        ) -> Iterator[tuple[Tensor, Tensor]]:
+        """A shuffled epoch of randomly cropped (pad 4) and flipped images."""
+        count = len(self)
+        order = torch.randperm(count, generator=generator).to(self.images.device)
+        shifts = torch.randint(0, 2 * PAD + 1, (count, 2), generator=generator).to(self.images.device)
+        flips = (torch.rand(count, generator=generator) < 0.5).to(self.images.device)
+        for batch in order.split(batch_size):
+            images = crop_and_flip(self.images[batch], shifts[batch], flips[batch])
+            yield self.normalise(images), self.labels[batch]
+
+
+def crop_and_flip(images: Tensor, shifts: Tensor, flips: Tensor) -> Tensor:
+    """Per image: zero-pad by PAD, take the 32x32 window at (row, col) = shifts, mirror if flipped."""
+    count, channels, height, width = images.shape
+    padded = F.pad(images, (PAD, PAD, PAD, PAD))
+    rows = (shifts[:, 0:1] + torch.arange(height, device=images.device))[:, None, :, None]
+    cols = (shifts[:, 1:2] + torch.arange(width, device=images.device))[:, None, None, :]
+    index = torch.arange(count, device=images.device)[:, None, None, None]
+    channel = torch.arange(channels, device=images.device)[None, :, None, None]
+    cropped = padded[index, channel, rows, cols]
+    return torch.where(flips[:, None, None, None], cropped.flip(3), cropped)
+
+
+@dataclass
+class ImageObjective:
+    """The variant's loss: its target builder applied per batch to the teacher's logits."""
+    variant: Variant
+    teacher: nn.Module | None
+    class_weights: Tensor | None  # the teacher's last-layer class vectors, for the sim targets
+    num_classes: int
+    tau_squared: bool
+
+    def loss(self, logits: Tensor, teacher_logits: Tensor | None, labels: Tensor) -> Tensor:
+        params = dict(self.variant.params)
+        if "class_weights" in TARGETS[self.variant.method].params:
+            params["class_weights"] = self.class_weights
+        target = build_target(self.variant.method, teacher_logits, labels, tau=self.variant.tau,
+                              num_classes=self.num_classes, **params)
+        return distillation_loss(logits, labels, target, lam=self.variant.lam, tau=self.variant.tau,
+                                 tau_squared=self.tau_squared)
+
+
+def image_loop(model: nn.Module, splits: dict[str, Split], mean: list[float], std: list[float],
+               objective: ImageObjective, config: ImageTrainConfig, generator: torch.Generator,
+               placement: Placement) -> Loop:
+    """The `Loop` that `training.run_epochs` drives for one image network."""
+    data = {name: DeviceImages(split, mean, std, placement) for name, split in splits.items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones),
+                                                    gamma=config.lr_decay)
+
+    def train_epoch() -> Tensor:
+        mean_loss = _train_epoch(model, data["train"], objective, optimizer, config, generator, placement)
+        schedule.step()
+        return mean_loss
+
+    def valid_accuracy() -> Tensor:
+        logits = predict(model, data["valid"], config.eval_batch_size, placement)
+        return accuracy(logits[None], _one_hot(data["valid"], objective.num_classes))
+
+    def evaluate() -> dict[str, dict[str, Tensor]]:
+        scores = {}
+        for split in EVAL_SPLITS:
+            logits = predict(model, data[split], config.eval_batch_size, placement)
+            metrics = classification_metrics(logits[None], _one_hot(data[split], objective.num_classes))
+            scores[split] = {name: value.cpu() for name, value in metrics.items()}
+        return scores
+
+    return Loop(model, optimizer, schedule, generator, [objective.variant.label], len(data["train"]),
+                "images", train_epoch, valid_accuracy, evaluate)
+
+
+def _train_epoch(model: nn.Module, train: DeviceImages, objective: ImageObjective,
+                 optimizer: torch.optim.Optimizer, config: ImageTrainConfig,
+                 generator: torch.Generator, placement: Placement) -> Tensor:
+    """One epoch of SGD; the mean loss [1] stays on the device until the epoch ends."""
+    model.train()
+    total = torch.zeros(1, device=placement.device)
+    for images, labels in train.augmented_epoch(config.batch_size, generator):
+        with placement.autocast():
+            logits = model(images)
+            teacher_logits = None if objective.teacher is None else _teacher_logits(objective.teacher, images)
+        loss = objective.loss(logits.float(), teacher_logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(labels)
+    return total / len(train)
+
+
+@torch.no_grad()
+def _teacher_logits(teacher: nn.Module, images: Tensor) -> Tensor:
+    return teacher(images).float()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: DeviceImages, batch_size: int, placement: Placement) -> Tensor:
+    """Float32 logits [N, K] of the whole split, in eval mode."""
+    model.eval()
+    outputs = []
+    for x, _ in images.in_order(batch_size):
+        with placement.autocast():
+            outputs.append(model(x).float())
+    return torch.cat(outputs)
+
+
+def _one_hot(images: DeviceImages, num_classes: int) -> Tensor:
+    return F.one_hot(images.labels, num_classes).float()

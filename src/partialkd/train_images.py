@@ -1,0 +1,102 @@
+"""Train one image network, a teacher or a student: `python -m partialkd.train_images ...`.
+
+A teacher is a run without `--teacher` (grid {"ce": {}}, or {"ls": ...} for a label-smoothed
+teacher); a student gets a teacher run's model.pt. The grid holds exactly one variant: on the
+image tracks every method and hyperparameter value is its own job. The run directory gets the
+same files as the synthetic trainer's: model.pt, metrics.json and, while running, resume.pt.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from partialkd.datasets import load_dataset
+from partialkd.grid import expand_grid
+from partialkd.image_models import build_image_model, classifier
+from partialkd.image_training import PRECISIONS, ImageObjective, ImageTrainConfig, Placement, image_loop
+from partialkd.prepare import derived_seed
+from partialkd.teachers import load_image_teacher
+from partialkd.train import INIT_SEED, ORDER_SEED, parse_tag, require_teacher, save_run, sha256
+from partialkd.training import run_epochs
+
+
+def run(data: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainConfig,
+        out_dir: str | Path, teacher: str | Path | None = None, tags: dict[str, str] | None = None,
+        on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train the single variant of `grid` on `data` and write the run directory; returns metrics."""
+    out_dir = Path(out_dir)
+    variants = expand_grid(grid)
+    if len(variants) != 1:
+        raise ValueError(f"an image run trains one variant, but the grid gives {len(variants)}: "
+                         "give one method with one value per parameter")
+    require_teacher(variants, teacher)
+    dataset = load_dataset(data)
+    placement = Placement.choose(config.precision)
+    teacher_model = None if teacher is None else placement.prepare(
+        load_image_teacher(teacher, dataset.num_classes))
+    objective = ImageObjective(variants[0], teacher_model,
+                               None if teacher_model is None else classifier(teacher_model).weight.float(),
+                               dataset.num_classes, config.tau_squared)
+    model = placement.prepare(seeded_model(config.arch, dataset.num_classes, config.seed))
+    fingerprint = {"config": asdict(config), "variants": [v.to_dict() for v in variants],
+                   "data": sha256(data), "teacher": None if teacher is None else sha256(teacher)}
+    generator = torch.Generator().manual_seed(derived_seed(config.seed, ORDER_SEED))
+    loop = image_loop(model, dataset.splits, dataset.meta["channel_mean"], dataset.meta["channel_std"],
+                      objective, config, generator, placement)
+    result = run_epochs(loop, config.epochs, out_dir / "resume.pt", fingerprint, on_epoch_end)
+    arch = {"family": "image", "name": config.arch, "num_classes": dataset.num_classes}
+    return save_run(out_dir, arch, variants, fingerprint, result, dataset, tags)
+
+
+def seeded_model(arch: str, num_classes: int, seed: int) -> torch.nn.Module:
+    """The initial network of `seed`: the same weights for every method (paired comparison)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(seed, INIT_SEED))
+        return build_image_model(arch, num_classes)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m partialkd.train_images", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="prepared dataset (data.pt)")
+    parser.add_argument("--arch", required=True, help="network, e.g. resnet20 (partialkd.image_models)")
+    parser.add_argument("--grid", required=True, type=json.loads,
+                        help='JSON with one variant, e.g. \'{"kd": {"lam": [0.9], "tau": [4]}}\'')
+    parser.add_argument("--teacher", help="a teacher run's model.pt")
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--lr", type=float, required=True)
+    parser.add_argument("--momentum", type=float, required=True)
+    parser.add_argument("--weight-decay", type=float, required=True)
+    parser.add_argument("--milestones", type=int, nargs="*", default=[], help="epochs where lr decays")
+    parser.add_argument("--lr-decay", type=float, required=True, help="lr factor at each milestone")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--no-tau-squared", action="store_true", help="c(τ) = 1 instead of τ²")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 autocast on a GPU, fp32 on a CPU")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="KEY=VALUE",
+                        help="a label recorded in metrics.json (repeatable)")
+    parser.add_argument("--out-dir", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    config = ImageTrainConfig(args.arch, args.epochs, args.batch_size, args.lr, args.momentum,
+                              args.weight_decay, tuple(args.milestones), args.lr_decay, args.seed,
+                              not args.no_tau_squared, args.precision)
+    run(args.data, args.grid, config, args.out_dir, args.teacher, dict(args.tag))
+
+
+if __name__ == "__main__":
+    main()
