@@ -15,6 +15,7 @@ wildcard_constraints:
     teacher="|".join(SYN["teachers"]),
 
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/cifar100.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -18,6 +18,7 @@ from partialkd.claims import (
     HOLDS,
     INCONCLUSIVE,
     NOT_RUN,
+    Comparisons,
     Interval,
     approximately,
     at_least,
@@ -168,7 +169,8 @@ def make_summary(effects: dict[str, Effect], gammas=GAMMAS, seeds=SEEDS, teacher
             for method, effect in effects.items():
                 points = effect(gamma) + shared + rng.normal(0, jitter)
                 rows.append({"role": "student", "teacher": teacher, "gamma": gamma, "seed": seed,
-                             "method": method, "best_test_acc": base + points / 100})
+                             "method": method, "best_test_acc": base + points / 100,
+                             "selected": True})
     return pd.DataFrame(rows)
 
 
@@ -177,14 +179,18 @@ def with_distractors(summary: pd.DataFrame) -> pd.DataFrame:
     opposite = {method: (lambda g, f=f: -3 * f(g)) for method, f in holding_effects().items()}
     other = make_summary(opposite, teacher="oracle")
     teachers = pd.DataFrame([{"role": "teacher", "teacher": "mlp", "gamma": g, "seed": 0,
-                              "method": "kd_pt", "best_test_acc": 0.1} for g in GAMMAS])
+                              "method": "kd_pt", "best_test_acc": 0.1, "selected": True} for g in GAMMAS])
     return pd.concat([summary, other, teachers], ignore_index=True)
 
 
+SYNTHETIC_ONLY = ("C5", "C6", "C7")
+
+
 def verdicts(summary: pd.DataFrame, teacher: str = "mlp", margin: float = MARGIN) -> dict[str, str]:
-    claims = evaluate(summary, teacher, Z, margin)
-    assert [claim.id for claim in claims] == ["C5", "C6", "C7"]
-    return {claim.id: claim.verdict for claim in claims}
+    """The verdicts of the synthetic-only claims C5–C7 (the general ones are tested on pairs)."""
+    claims = evaluate(Comparisons.synthetic(summary, teacher, Z, margin), synthetic=True)
+    assert [claim.id for claim in claims] == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
+    return {claim.id: claim.verdict for claim in claims if claim.id in SYNTHETIC_ONLY}
 
 
 def test_planted_structure_where_c5_c6_c7_hold():
@@ -196,7 +202,7 @@ def test_planted_structure_where_c5_c6_c7_hold():
 
 def test_evidence_reports_the_paired_differences():
     exact = make_summary(holding_effects(), jitter=0.0)  # differences exact up to rounding
-    claims = {c.id: c for c in evaluate(exact, "mlp", Z, MARGIN)}
+    claims = {c.id: c for c in evaluate(Comparisons.synthetic(exact, "mlp", Z, MARGIN), synthetic=True)}
     c5 = claims["C5"].evidence
     assert len(c5) == 2
     assert c5[0].startswith("γ = 0: kd_pt − kd_sim = +1.50 pts [+1.50, +1.50] (seed sd 0.00")
@@ -284,10 +290,69 @@ def test_claims_command_writes_the_verdicts(tmp_path):
     main(["--summary", str(csv), "--teacher", "mlp", "--z", str(Z), "--margin", str(MARGIN),
           "--out", str(out)])
     written = json.loads(out.read_text())
-    assert written["teacher"] == "mlp" and written["z"] == Z and written["margin"] == MARGIN
+    assert "`mlp` teacher" in written["scope"] and written["z"] == Z and written["margin"] == MARGIN
     assert [(c["id"], c["verdict"]) for c in written["claims"]] == [
-        ("C5", HOLDS), ("C6", HOLDS), ("C7", HOLDS)]
+        ("C1", HOLDS), ("C2", HOLDS), ("C3", HOLDS), ("C4", HOLDS), ("C5", HOLDS), ("C6", HOLDS),
+        ("C7", HOLDS), ("C8", NOT_RUN)]
     assert all(c["statement"] and c["evidence"] for c in written["claims"])
+
+
+# ------------------------------------------------------------ image tracks: pairs
+
+
+PAIR_EFFECTS = {"ce": 0.0, "ls": 0.5, "kd": 2.0, "kd_pt": 1.5, "kd_sim": 1.0, "kd_pt_sim": 2.2,
+                "kd_topk": 2.4}
+
+
+def pair_summary(effects: dict[str, float], student: str = "resnet20", teacher: str = "resnet56",
+                 seeds=SEEDS) -> pd.DataFrame:
+    """Selected student rows of one pair; ce and ls take nothing from the teacher (teacher 'none')."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in seeds:
+        shared = rng.normal(0, 2.0)
+        for method, effect in effects.items():
+            rows.append({"role": "student", "student": student, "seed": seed, "method": method,
+                         "teacher": "none" if method in ("ce", "ls") else teacher, "selected": True,
+                         "best_test_acc": 0.7 + (effect + shared + rng.normal(0, 0.05)) / 100})
+    return pd.DataFrame(rows)
+
+
+def pair_verdicts(summary: pd.DataFrame, pairs=(("resnet56", "resnet20"),)) -> dict[str, str]:
+    claims = evaluate(Comparisons.pairs(summary, pairs, Z, MARGIN), synthetic=False)
+    return {claim.id: claim.verdict for claim in claims}
+
+
+def test_general_claims_on_a_pair_with_planted_effects():
+    assert pair_verdicts(pair_summary(PAIR_EFFECTS)) == {
+        "C1": HOLDS, "C2": HOLDS, "C3": HOLDS, "C4": HOLDS, "C8": HOLDS}
+    worse_topk = pair_verdicts(pair_summary({**PAIR_EFFECTS, "kd_topk": 0.5}))
+    assert worse_topk["C8"] == FAILS and worse_topk["C1"] == HOLDS
+    below_ls = pair_verdicts(pair_summary({**PAIR_EFFECTS, "kd_sim": -1.0}))
+    assert below_ls["C3"] == FAILS
+
+
+def test_pairs_join_teacher_free_students_of_the_same_architecture_only():
+    """ce/ls of another architecture, unselected rows and another teacher's students are ignored."""
+    summary = pair_summary(PAIR_EFFECTS)
+    other_arch = pair_summary({"ls": 50.0}, student="resnet32")
+    other_teacher = pair_summary({"kd": -30.0}, teacher="resnet56_ls")
+    unselected = pair_summary({"kd": -30.0}).assign(selected=False)
+    mixed = pd.concat([summary, other_arch, other_teacher[other_teacher["method"] == "kd"], unselected])
+    assert pair_verdicts(mixed) == pair_verdicts(summary)
+    claims = evaluate(Comparisons.pairs(mixed, [("resnet56", "resnet20")], Z, MARGIN), synthetic=False)
+    prefix = "resnet56→resnet20: kd − ls = "
+    assert claims[0].evidence[0].startswith(prefix)
+    assert float(claims[0].evidence[0][len(prefix):].split(" pts")[0]) == pytest.approx(1.5, abs=0.1)
+
+
+def test_a_claim_must_hold_on_every_pair_and_a_missing_method_is_not_run():
+    second = pair_summary({**PAIR_EFFECTS, "kd": 0.0}, student="resnet32", teacher="resnet110")
+    both = pd.concat([pair_summary(PAIR_EFFECTS), second])
+    result = pair_verdicts(both, pairs=(("resnet56", "resnet20"), ("resnet110", "resnet32")))
+    assert result["C1"] == FAILS and result["C2"] == HOLDS
+    no_topk = pair_summary({m: e for m, e in PAIR_EFFECTS.items() if m != "kd_topk"})
+    assert pair_verdicts(no_topk)["C8"] == NOT_RUN
 
 
 # --------------------------------------------------------------------------- aggregate
@@ -307,16 +372,18 @@ def two_runs(data_path: Path, teacher_path: Path,
     return paths
 
 
-def test_summarise_gives_one_row_per_method_with_the_selected_variant(two_runs):
+def test_summarise_gives_one_row_per_variant_and_marks_the_selected_one(two_runs):
     table = summarise(two_runs)
-    assert len(table) == 6
+    assert len(table) == 2 * 5  # two runs of five variants
     for path in two_runs:
         metrics = read_json(path)
         rows = table[table["run"] == str(path.parent)]
-        assert sorted(rows["method"]) == ["ce", "kd", "ls"]
+        assert list(rows["variant"]) == [variant["label"] for variant in metrics["variants"]]
+        selected = rows[rows["selected"]]
+        assert sorted(selected["method"]) == ["ce", "kd", "ls"]
         for method, index in metrics["selected"].items():
             variant = metrics["variants"][index]
-            row = rows[rows["method"] == method].iloc[0]
+            row = selected[selected["method"] == method].iloc[0]
             assert row["variant"] == variant["label"]
             assert row["lam"] == variant["lam"] and row["tau"] == variant["tau"]
             assert row["best_epoch"] == variant["best"]["epoch"]
@@ -334,6 +401,24 @@ def test_summarise_gives_one_row_per_method_with_the_selected_variant(two_runs):
             assert row["epochs"] == metrics["config"]["config"]["epochs"]
             assert pd.isna(row["alpha"]) and pd.isna(row["k"])
     assert sorted(table["seed"].unique()) == [0, 1]
+
+
+def test_selection_spans_runs_of_single_variants(two_runs, tmp_path):
+    """Image tracks train one variant per run: the best on validation among the runs of one
+    (teacher, student, seed, method) is selected, as the synthetic stack selects within a run."""
+    paths = []
+    for index, lam in enumerate((0.2, 0.4, 0.6)):
+        metrics = read_json(two_runs[0])
+        variant = {**metrics["variants"][1], "lam": lam, "label": f"ls(lam={lam})"}
+        variant["best"] = {**variant["best"], "valid": {**variant["best"]["valid"], "acc": [0.3, 0.5, 0.4][index]}}
+        metrics.update(variants=[variant], selected={"ls": 0}, tags={"role": "student", "teacher": "none",
+                                                                     "student": "resnet20"})
+        path = tmp_path / f"run{index}" / "metrics.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(metrics))
+        paths.append(path)
+    table = summarise(paths)
+    assert table["selected"].tolist() == [False, True, False]
 
 
 def test_summary_of_real_runs_feeds_the_claims(two_runs):

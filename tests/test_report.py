@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from partialkd.report import accuracy_table, edge_selections, markdown_table
+from partialkd.report import accuracy_table, edge_selections, markdown_table, pair_table
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:
-    base = {"role": "student", "teacher": "mlp", "bayes_test_acc": 0.7}
+    base = {"role": "student", "teacher": "mlp", "bayes_test_acc": 0.7, "selected": True}
     return pd.DataFrame([{**base, **row} for row in rows])
 
 
@@ -28,3 +28,41 @@ def test_accuracy_table_reports_mean_and_sd_in_percent() -> None:
     assert table.to_dict("records") == [{"γ": "0.5", "Bayes": "70.00", "teacher": "66.00",
                                          "ce": "51.00 ± 1.41", "kd": "62.00 ± 2.83"}]
     assert markdown_table(table).splitlines()[1] == "|---|---|---|---|---|"
+
+
+CIFAR = {"teachers": {"resnet56": {"arch": "resnet56", "target": {"ce": {}}},
+                      "resnet56_ls": {"arch": "resnet56", "target": {"ls": {"lam": [0.1], "tau": [1]}}}},
+         "students": {"seeds": [0, 1], "pairs": [{"teacher": "resnet56", "student": "resnet20"},
+                                                  {"teacher": "resnet56_ls", "student": "resnet20",
+                                                   "methods": ["kd"]}]},
+         "methods": {"ce": {}, "kd": {"lam": [0.9], "tau": [4]}, "kd_pt": {"lam": [0.9], "tau": [4]}}}
+
+
+def cifar_rows() -> pd.DataFrame:
+    rows = [{"role": "teacher", "teacher": "resnet56", "student": "resnet56", "seed": 0, "method": "ce",
+             "variant": "ce", "best_test_acc": 0.72, "last_test_acc": 0.71, "selected": True}]
+    for seed, (ce, kd, kd_ls) in enumerate([(0.69, 0.70, 0.60), (0.71, 0.72, 0.62)]):
+        for teacher, method, acc in (("none", "ce", ce), ("resnet56", "kd", kd), ("resnet56_ls", "kd", kd_ls)):
+            rows.append({"role": "student", "teacher": teacher, "student": "resnet20", "seed": seed,
+                         "method": method, "variant": f"{method}-x", "best_test_acc": acc,
+                         "last_test_acc": acc - 0.01, "selected": True})
+    return pd.DataFrame(rows)
+
+
+def test_pair_table_stands_beside_the_published_numbers() -> None:
+    table = pair_table(cifar_rows(), CIFAR, "resnet56", "resnet20").set_index("model")
+    assert list(table.index) == ["teacher", "ce", "kd", "kd_pt"]
+    assert table.loc["teacher", "best on valid"] == "72.00" and table.loc["teacher", "published"] == "72.34"
+    assert table.loc["teacher", "Δ"] == "-0.34"
+    assert table.loc["ce", "best on valid"] == "70.00 ± 1.41" and table.loc["ce", "last epoch"] == "69.00 ± 1.41"
+    assert table.loc["ce", "published"] == "69.06" and table.loc["ce", "Δ"] == "+0.94"
+    assert table.loc["kd", "best on valid"] == "71.00 ± 1.41" and table.loc["kd", "published"] == "70.66"
+    assert table.loc["kd_pt", "best on valid"] == "not run" and table.loc["kd_pt", "published"] == ""
+    assert table.loc["kd", "chosen on valid (× seeds)"] == "kd-x ×2"
+
+
+def test_pair_table_of_a_label_smoothed_teacher_has_no_published_numbers() -> None:
+    table = pair_table(cifar_rows(), CIFAR, "resnet56_ls", "resnet20").set_index("model")
+    assert list(table.index) == ["teacher", "kd"]
+    assert table.loc["kd", "best on valid"] == "61.00 ± 1.41"
+    assert (table["published"] == "").all() and table.loc["teacher", "best on valid"] == "not run"

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore",
                   ".gitignore", "workflow", "src")
 TINY = {
+    "tracks": ["synthetic"],
     "synthetic": {
         "data": {"gammas": [0.0, 0.9], "num_classes": 6, "num_groups": 2, "dim": 10,
                  "link_a": [0.5, 1.0], "link_b": [0.0, 1.0],

@@ -1,8 +1,10 @@
 """Collect runs' metrics.json into one table: `python -m partialkd.aggregate RUN... --out summary.csv`.
 
-One row per method of each run: the validation-selected variant's hyperparameters and its
-metrics at the best-on-validation epoch (`best_*`) and at the last epoch (`last_*`); accuracies
-are fractions, NLL in nats.
+One row per variant of each run (a synthetic run trains a stack of variants, an image run one):
+its hyperparameters and its metrics at the best-on-validation epoch (`best_*`) and at the last
+epoch (`last_*`); accuracies are fractions, NLL in nats. Per seed and method (and teacher,
+student, γ), the variant with the best validation accuracy is marked `selected`: it represents
+its method in tables, figures and claims.
 """
 from __future__ import annotations
 
@@ -17,11 +19,22 @@ import pandas as pd
 from partialkd.io import atomic_write, save_json
 
 HYPERPARAMETERS = ("lam", "tau", "alpha", "k", "renormalize")
+# What identifies one trained model apart from its hyperparameters: selection happens within.
+SELECTION_GROUP = ["track", "role", "teacher", "student", "gamma", "seed", "method"]
+NO_TEACHER = "none"  # the teacher tag of image-track students that take nothing from a teacher
 
 
 def summarise(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
     rows = [row for path in metrics_paths for row in _rows(Path(path))]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*SELECTION_GROUP, *rows[0]])))
+    best = table.groupby(SELECTION_GROUP, dropna=False)["best_valid_acc"].idxmax()  # first on ties
+    table["selected"] = table.index.isin(best.to_numpy())
+    return table
+
+
+def selected_students(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows that represent each student method: its validation-selected variant."""
+    return table[(table["role"] == "student") & table["selected"]]
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -37,8 +50,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
            "seconds_per_epoch": metrics["provenance"]["seconds_per_epoch"],
            "device": metrics["provenance"]["device"], "git_commit": metrics["provenance"]["git_commit"],
            "run": str(path.parent)}
-    return [{**run, **_variant_row(metrics["variants"][index])}
-            for index in metrics["selected"].values()]
+    return [{**run, **_variant_row(variant)} for variant in metrics["variants"]]
 
 
 def _variant_row(variant: dict[str, Any]) -> dict[str, Any]:
@@ -53,14 +65,17 @@ def _variant_row(variant: dict[str, Any]) -> dict[str, Any]:
 
 
 def headline_metrics(table: pd.DataFrame) -> dict[str, Any]:
-    """Mean test accuracy (%, best-on-validation checkpoint) per teacher, γ and student method:
-    the numbers `dvc metrics diff` compares. Keys avoid '.', which DVC uses as a separator."""
-    students = table[table["role"] == "student"]
-    means = students.groupby(["teacher", "gamma", "method"])["best_test_acc"].mean() * 100
+    """Mean test accuracy (%, best-on-validation checkpoint) per teacher, condition (γ, or the
+    student architecture) and student method: the numbers `dvc metrics diff` compares. Keys avoid
+    '.', which DVC uses as a separator."""
+    students = selected_students(table)
+    condition = [f"gamma_{gamma:g}".replace(".", "_") if pd.notna(gamma) else f"student_{student}"
+                 for gamma, student in zip(students["gamma"], students["student"])]
+    means = students.groupby([students["teacher"], pd.Series(condition, index=students.index),
+                              students["method"]])["best_test_acc"].mean() * 100
     metrics: dict[str, Any] = {}
-    for (teacher, gamma, method), value in means.items():
-        gamma_key = f"gamma_{gamma:g}".replace(".", "_")
-        metrics.setdefault(teacher, {}).setdefault(gamma_key, {})[method] = round(float(value), 3)
+    for (teacher, key, method), value in means.items():
+        metrics.setdefault(teacher, {}).setdefault(key, {})[method] = round(float(value), 3)
     return metrics
 
 

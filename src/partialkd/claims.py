@@ -6,8 +6,9 @@ best-on-validation checkpoint, in percentage points), summarised as mean ± z·S
 - A ≥ B holds when the interval lies above −margin, fails when it lies below 0;
 - A ≈ B holds when the interval lies inside ±margin, fails when it excludes 0 and is not inside;
 anything else is "inconclusive" (more seeds would decide it); a claim whose methods or
-conditions are missing from the results is "not run".
-`python -m partialkd.claims --summary summary.csv ... --out claims.json`.
+conditions are missing from the results is "not run". A claim must hold under every condition
+(each γ of the synthetic track, each teacher→student pair of an image track).
+`python -m partialkd.claims --summary summary.csv (--teacher T | --pair T S ...) ... --out claims.json`.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import argparse
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from partialkd.aggregate import NO_TEACHER, selected_students
 from partialkd.io import save_json
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
@@ -80,42 +83,85 @@ class Claim:
 
 @dataclass(frozen=True)
 class Comparisons:
-    """Per-seed accuracies (points) of one teacher's students: rows (gamma, seed), columns methods."""
+    """Per-seed accuracies (points) of the selected students: rows (condition, seed), columns
+    methods. A condition is a class correlation γ (synthetic) or a teacher→student pair."""
     table: pd.DataFrame
     z: float
     margin: float
 
     @classmethod
-    def from_summary(cls, summary: pd.DataFrame, teacher: str, z: float, margin: float) -> Comparisons:
-        students = summary[(summary["role"] == "student") & (summary["teacher"] == teacher)]
+    def synthetic(cls, summary: pd.DataFrame, teacher: str, z: float, margin: float) -> Comparisons:
+        """One teacher's students, one condition per γ."""
+        students = selected_students(summary)
+        students = students[students["teacher"] == teacher]
         table = students.pivot_table(index=["gamma", "seed"], columns="method", values=METRIC) * 100
+        return cls(table.rename_axis(index=["condition", "seed"]), z, margin)
+
+    @classmethod
+    def pairs(cls, summary: pd.DataFrame, pairs: Sequence[tuple[str, str]], z: float,
+              margin: float) -> Comparisons:
+        """One condition per (teacher, student architecture): the teacher's students with the
+        teacher-free students (ce, ls) of the same architecture and seed."""
+        students = selected_students(summary)
+        frames = {}
+        for teacher, student in pairs:
+            rows = students[(students["student"] == student)
+                            & students["teacher"].isin([teacher, NO_TEACHER])]
+            frames[f"{teacher}→{student}"] = rows.pivot_table(index="seed", columns="method",
+                                                              values=METRIC) * 100
+        table = pd.concat(frames, names=["condition", "seed"]) if frames else pd.DataFrame()
         return cls(table, z, margin)
 
     def has(self, *methods: str) -> bool:
         return all(method in self.table.columns for method in methods)
 
     @property
-    def gammas(self) -> list[float]:
-        return sorted(self.table.index.get_level_values("gamma").unique())
+    def conditions(self) -> list:
+        return sorted(self.table.index.get_level_values("condition").unique()) if len(self.table) else []
 
-    def difference(self, a: str, b: str, gamma: float) -> np.ndarray:
-        """Per-seed a − b at γ, over the seeds where both were run."""
-        at_gamma = self.table.xs(gamma, level="gamma")
-        return (at_gamma[a] - at_gamma[b]).dropna().to_numpy()
+    def difference(self, a: str, b: str, condition: Any) -> np.ndarray:
+        """Per-seed a − b under `condition`, over the seeds where both were run."""
+        rows = self.table.xs(condition, level="condition")
+        return (rows[a] - rows[b]).dropna().to_numpy()
 
-    def check(self, test: Callable[[Interval, float], str], a: str, b: str, gamma: float,
+    def check(self, test: Callable[[Interval, float], str], a: str, b: str, condition: Any,
               symbol: str) -> tuple[str, str]:
-        differences = self.difference(a, b, gamma)
+        where = describe(condition)
+        differences = self.difference(a, b, condition)
         if len(differences) == 0:
-            return NOT_RUN, f"γ = {gamma:g}: no seed has both {a} and {b}"
+            return NOT_RUN, f"{where}: no seed has both {a} and {b}"
         interval = Interval.of(differences, self.z)
         verdict = test(interval, self.margin)
-        return verdict, f"γ = {gamma:g}: {a} − {b} = {interval.text()} → {a} {symbol} {b} {verdict}"
+        return verdict, f"{where}: {a} − {b} = {interval.text()} → {a} {symbol} {b} {verdict}"
+
+
+def describe(condition: Any) -> str:
+    return f"γ = {condition:g}" if isinstance(condition, (int, float)) else str(condition)
+
+
+def _pairwise_claim(claim_id: str, statement: str, test: Callable[[Interval, float], str],
+                    a: str, b: str, symbol: str) -> Callable[[Comparisons], Claim]:
+    """A claim that `a symbol b` under every condition of the results."""
+    def claim(data: Comparisons) -> Claim:
+        if not data.has(a, b):
+            return Claim(claim_id, statement, NOT_RUN, [f"needs {a} and {b}"])
+        parts = [data.check(test, a, b, condition, symbol) for condition in data.conditions]
+        return Claim(claim_id, statement, combine([v for v, _ in parts]), [e for _, e in parts])
+    return claim
+
+
+claim_c1 = _pairwise_claim("C1", "kd > ls", greater, "kd", "ls", ">")
+claim_c2 = _pairwise_claim("C2", "kd_pt > ls", greater, "kd_pt", "ls", ">")
+claim_c3 = _pairwise_claim("C3", "kd_sim > ls", greater, "kd_sim", "ls", ">")
+claim_c4 = _pairwise_claim("C4", "kd_pt_sim ≈ kd (within the margin) or better", at_least,
+                           "kd_pt_sim", "kd", "≥")
+claim_c8 = _pairwise_claim("C8", "kd_topk at its validation-selected k ≥ kd", at_least,
+                           "kd_topk", "kd", "≥")
 
 
 def claim_c5(data: Comparisons) -> Claim:
     statement = "synthetic, uncorrelated classes (γ = 0): kd_pt ≥ kd_sim and kd_pt ≈ kd"
-    if not data.has("kd_pt", "kd_sim", "kd") or 0.0 not in data.gammas:
+    if not data.has("kd_pt", "kd_sim", "kd") or 0.0 not in data.conditions:
         return Claim("C5", statement, NOT_RUN, ["needs kd_pt, kd_sim, kd and γ = 0"])
     parts = [data.check(at_least, "kd_pt", "kd_sim", 0.0, "≥"),
              data.check(approximately, "kd_pt", "kd", 0.0, "≈")]
@@ -124,9 +170,9 @@ def claim_c5(data: Comparisons) -> Claim:
 
 def claim_c6(data: Comparisons) -> Claim:
     statement = "synthetic: the gain of kd_sim over ls grows with class correlation γ"
-    if not data.has("kd_sim", "ls") or len(data.gammas) < 2:
+    if not data.has("kd_sim", "ls") or len(data.conditions) < 2:
         return Claim("C6", statement, NOT_RUN, ["needs kd_sim, ls and at least two values of γ"])
-    gain = (data.table["kd_sim"] - data.table["ls"]).unstack("gamma").dropna()
+    gain = (data.table["kd_sim"] - data.table["ls"]).unstack("condition").dropna()
     if gain.empty or gain.shape[1] < 2:
         return Claim("C6", statement, NOT_RUN, ["no seed has kd_sim and ls at two or more values of γ"])
     gammas = np.asarray(gain.columns, dtype=float)
@@ -144,29 +190,41 @@ def claim_c7(data: Comparisons) -> Claim:
     if not data.has("kd_pt_sim", "kd_pt", "kd_sim"):
         return Claim("C7", statement, NOT_RUN, ["needs kd_pt_sim, kd_pt and kd_sim"])
     parts = [data.check(at_least, "kd_pt_sim", other, gamma, "≥")
-             for gamma in data.gammas for other in ("kd_pt", "kd_sim")]
+             for gamma in data.conditions for other in ("kd_pt", "kd_sim")]
     return Claim("C7", statement, combine([v for v, _ in parts]), [e for _, e in parts])
 
 
-SYNTHETIC_CLAIMS = (claim_c5, claim_c6, claim_c7)
+GENERAL_CLAIMS = (claim_c1, claim_c2, claim_c3, claim_c4, claim_c8)  # every track
+SYNTHETIC_CLAIMS = (claim_c5, claim_c6, claim_c7)  # need the class-correlation sweep
 
 
-def evaluate(summary: pd.DataFrame, teacher: str, z: float, margin: float) -> list[Claim]:
-    data = Comparisons.from_summary(summary, teacher, z, margin)
-    return [claim(data) for claim in SYNTHETIC_CLAIMS]
+def evaluate(data: Comparisons, synthetic: bool) -> list[Claim]:
+    """The claims that apply to the track, in the order of their ids."""
+    claims = [claim(data) for claim in GENERAL_CLAIMS + (SYNTHETIC_CLAIMS if synthetic else ())]
+    return sorted(claims, key=lambda claim: int(claim.id[1:]))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m partialkd.claims", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--summary", required=True)
-    parser.add_argument("--teacher", required=True, help="whose students the claims are checked on")
+    scope = parser.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--teacher", help="synthetic track: the teacher whose students are compared")
+    scope.add_argument("--pair", nargs=2, action="append", metavar=("TEACHER", "STUDENT"),
+                       help="image tracks: a teacher and student architecture to compare on (repeatable)")
     parser.add_argument("--z", type=float, required=True)
     parser.add_argument("--margin", type=float, required=True, help="equivalence margin, points")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    claims = evaluate(pd.read_csv(args.summary), args.teacher, args.z, args.margin)
-    save_json({"teacher": args.teacher, "z": args.z, "margin": args.margin,
+    summary = pd.read_csv(args.summary)
+    if args.teacher:
+        data = Comparisons.synthetic(summary, args.teacher, args.z, args.margin)
+        scope_text = f"the students of the `{args.teacher}` teacher, per class correlation γ"
+    else:
+        data = Comparisons.pairs(summary, [tuple(pair) for pair in args.pair], args.z, args.margin)
+        scope_text = "per teacher→student pair: " + ", ".join(f"{t}→{s}" for t, s in args.pair)
+    claims = evaluate(data, synthetic=bool(args.teacher))
+    save_json({"scope": scope_text, "z": args.z, "margin": args.margin,
                "claims": [asdict(claim) for claim in claims]}, args.out)
 
 

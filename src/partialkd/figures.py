@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from partialkd.aggregate import selected_students
 from partialkd.style import (COLUMN_WIDTH_IN, METHOD_COLORS, METHOD_MARKERS, apply_style,
                              ordered_methods, save_figure)
 
@@ -19,7 +20,7 @@ ERROR_BAR_CAPTIONS = {"sd": "mean ± sd", "se": "mean ± standard error",
 
 def gain_over_baseline(summary: pd.DataFrame) -> pd.DataFrame:
     """Paired per-seed gain of every student method over the `ce` student, in points."""
-    students = summary[summary["role"] == "student"]
+    students = selected_students(summary)
     keys = ["teacher", "gamma", "seed"]
     wide = students.pivot_table(index=keys, columns="method", values="best_test_acc") * 100
     gains = wide.drop(columns=BASELINE).sub(wide[BASELINE], axis=0)

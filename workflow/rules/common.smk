@@ -1,11 +1,16 @@
 # Helpers shared by the workflow modules: validation of params.yaml and path helpers.
 import json
+import re
 
+from partialkd.aggregate import NO_TEACHER
 from partialkd.config import validate_params
+from partialkd import matrix
 
 validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
 
+TRACKS = config["tracks"]
 SYN = config["synthetic"]
+CIFAR = config["cifar100"]
 
 # The package modules each step runs: rule inputs, so that editing one re-runs its steps (and
 # the dependencies of the matching stage in dvc.yaml; a test keeps the two in step).
@@ -14,14 +19,19 @@ CODE = {
     for step, modules in {
         "prepare": ("prepare", "synthetic", "datasets", "io"),
         "train": ("train", "training", "models", "losses", "targets", "grid", "metrics",
-                  "teachers", "datasets", "io", "prepare"),
+                  "teachers", "datasets", "io", "prepare", "image_models"),
+        "prepare_cifar100": ("prepare", "cifar100", "synthetic", "datasets", "io"),
+        "train_images": ("train_images", "image_training", "image_models", "train", "training",
+                         "models", "losses", "targets", "grid", "metrics", "teachers", "datasets",
+                         "io", "prepare"),
         "aggregate": ("aggregate", "io"),
-        "claims": ("claims", "io"),
-        "figures": ("figures", "style", "io"),
-        "report": ("report", "claims", "style", "provenance", "io"),
+        "claims": ("claims", "aggregate", "io"),
+        "figures": ("figures", "aggregate", "style", "io"),
+        "report": ("report", "claims", "aggregate", "reference", "style", "provenance", "io"),
     }.items()
 }
 SYN_DIR = "results/synthetic"
+CIFAR_DIR = "results/cifar100"
 
 
 def gamma_label(gamma):
@@ -41,3 +51,16 @@ def teacher_model(wildcards):
     if wildcards.teacher == "oracle":
         return []
     return rules.synthetic_teacher.output.model.format(gamma=wildcards.gamma)
+
+
+# The CIFAR-100 matrix: every grid point of `cifar100.methods` is a job, named by its slug.
+CIFAR_VARIANTS = matrix.variants(CIFAR)
+
+
+def recipe_args(recipe):
+    """The `python -m partialkd.train_images` options of the training recipe."""
+    milestones = " ".join(str(epoch) for epoch in recipe["milestones"])
+    return (f"--epochs {recipe['epochs']} --batch-size {recipe['batch_size']} --lr {recipe['lr']}"
+            f" --momentum {recipe['momentum']} --weight-decay {recipe['weight_decay']}"
+            f" --milestones {milestones} --lr-decay {recipe['lr_decay']} --precision {recipe['precision']}"
+            + ("" if recipe["tau_squared"] else " --no-tau-squared"))

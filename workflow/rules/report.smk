@@ -1,4 +1,5 @@
-# Claims, figures and the generated report, all computed from the summary tables.
+# Claims, figures and the generated report, all computed from the tracks' summary tables.
+# The report covers the tracks listed in `tracks`.
 
 
 rule synthetic_claims:
@@ -13,6 +14,28 @@ rule synthetic_claims:
         "logs/synthetic/claims.log",
     shell:
         "python -m partialkd.claims --summary {input.summary} --teacher {params.claims[teacher]}"
+        " --z {params.claims[z]} --margin {params.claims[margin]} --out {output} 2> {log}"
+
+
+def full_matrix_pairs():
+    """The CIFAR-100 pairs that train every method: the ones the claims compare on."""
+    pairs = [(p["teacher"], p["student"]) for p in CIFAR["students"]["pairs"] if "methods" not in p]
+    return " ".join(f"--pair {teacher} {student}" for teacher, student in dict.fromkeys(pairs))
+
+
+rule cifar100_claims:
+    input:
+        summary=rules.cifar100_summary.output.table,
+        code=CODE["claims"],
+    output:
+        f"{CIFAR_DIR}/claims.json",
+    params:
+        claims=config["claims"],
+        pairs=full_matrix_pairs(),
+    log:
+        "logs/cifar100/claims.log",
+    shell:
+        "python -m partialkd.claims --summary {input.summary} {params.pairs}"
         " --z {params.claims[z]} --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
@@ -32,18 +55,28 @@ rule synthetic_gain_figure:
         " --error-bars {params.error_bars} --out-stem paper/figures/synthetic/gain 2> {log}"
 
 
+def report_inputs(wildcards):
+    """Each listed track's summary, claims and figures."""
+    inputs = {"code": CODE["report"]}
+    if "synthetic" in TRACKS:
+        inputs |= {"synthetic": [rules.synthetic_summary.output.table, rules.synthetic_claims.output[0],
+                                 rules.synthetic_gain_figure.output.png]}
+    if "cifar100" in TRACKS:
+        inputs |= {"cifar100": [rules.cifar100_summary.output.table, rules.cifar100_claims.output[0]]}
+    return inputs
+
+
 rule report:
     input:
-        summary=rules.synthetic_summary.output.table,
-        claims=rules.synthetic_claims.output,
-        figure=rules.synthetic_gain_figure.output.png,
-        code=CODE["report"],
+        unpack(report_inputs),
     output:
         "paper/REPORT.md",
     params:
         parameters=json.dumps(config),
+        tracks=lambda w, input: " ".join(f"--{track} {' '.join(input[track])}"
+                                         for track in TRACKS),
     log:
         "logs/report.log",
     shell:
-        "python -m partialkd.report --summary {input.summary} --claims {input.claims}"
-        " --figure {input.figure} --params {params.parameters:q} --out {output} 2> {log}"
+        "python -m partialkd.report {params.tracks} --params {params.parameters:q}"
+        " --out {output} 2> {log}"

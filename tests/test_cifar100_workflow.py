@@ -1,0 +1,80 @@
+"""The CIFAR-100 track end to end through Snakemake on the CPU, at tiny size: a generated archive
+in the real format, tiny networks, one epoch; down to the table and claims in the report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cifar_archive import write_cifar100_archive
+from workflow_copy import copy_workflow, snakemake
+
+METHODS = {"ce": {}, "ls": {"lam": [0.1], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
+           "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [1], "alpha": [0.2]},
+           "kd_pt_sim": {"lam": [0.9], "tau": [4], "alpha": [0.2]},
+           "kd_topk": {"lam": [0.9], "tau": [4], "k": [5, 25]}}
+
+
+def tiny_cifar(archive: Path, md5: str) -> dict:
+    return {
+        "tracks": ["cifar100"],
+        "cifar100": {
+            "data": {"archive": str(archive), "url": "http://127.0.0.1:9/unreachable.tar.gz",
+                     "md5": md5, "valid_size": 100},
+            "recipe": {"epochs": 2, "batch_size": 50, "milestones": [1]},
+            "teachers": {"small": {"arch": "resnet8", "target": {"ce": {}}},
+                         "small_ls": {"arch": "resnet8", "target": {"ls": {"lam": [0.1], "tau": [1]}}}},
+            "students": {"seeds": [0, 1],
+                         "pairs": [{"teacher": "small", "student": "resnet8"},
+                                   {"teacher": "small_ls", "student": "resnet8", "methods": ["kd"]}]},
+            "methods": METHODS,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("cifar_workflow")
+    archive = workdir / "downloads" / "cifar-100-python.tar.gz"
+    archive.parent.mkdir()
+    md5 = write_cifar100_archive(archive, train_per_class=4, test_per_class=1)
+    copy_workflow(workdir, tiny_cifar(archive, md5))
+    result = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_the_matrix_runs_down_to_the_report(finished: Path) -> None:
+    summary = pd.read_csv(finished / "results/cifar100/summary.csv")
+    students = summary[summary["role"] == "student"]
+    # ce and ls need no teacher: 2 jobs per seed; 7 distilling variants of `small`; kd of small_ls
+    assert len(students) == 2 * (2 + 6 + 1)
+    assert set(students.loc[students["teacher"] == "none", "method"]) == {"ce", "ls"}
+    assert set(summary.loc[summary["role"] == "teacher", "teacher"]) == {"small", "small_ls"}
+    # one kd_topk row per seed is selected (the better k on validation)
+    topk = students[students["method"] == "kd_topk"]
+    assert sorted(topk["k"].unique()) == [5, 25] and topk["selected"].sum() == 2
+    for _, rows in topk.groupby("seed"):
+        assert rows.loc[rows["selected"], "best_valid_acc"].iloc[0] == rows["best_valid_acc"].max()
+    assert summary["best_test_acc"].between(0, 1).all()
+    report = (finished / "paper/REPORT.md").read_text()
+    assert report.index("## Claims") < report.index("## CIFAR-100")
+    for claim in ("C1", "C2", "C3", "C4", "C8"):
+        assert f"**{claim}**" in report
+    assert "Compared: per teacher→student pair: small→resnet8." in report
+    assert "### small → resnet8" in report and "### small_ls → resnet8" in report
+    assert "## Synthetic study" not in report
+
+
+def test_runs_record_their_device_and_speed(finished: Path) -> None:
+    summary = pd.read_csv(finished / "results/cifar100/summary.csv")
+    assert (summary["device"].str.startswith("cpu")).all()
+    assert (summary["seconds_per_epoch"] > 0).all()
+    log = (finished / "logs/cifar100/teachers/small.log").read_text()
+    assert "epoch 2/2" in log and "images/s" in log
+
+
+def test_second_run_has_nothing_to_do(finished: Path) -> None:
+    result = snakemake(finished, "--configfile", "tiny.yaml", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr

@@ -1,0 +1,118 @@
+# The CIFAR-100 track (NOTES §4): download and split -> teachers (trained once, then frozen) ->
+# the student matrix (pair × method grid point × seed, one job each, one GPU each) -> summary.
+# GPU jobs go through `partialkd.gpu_slots`, which gives each running job its own device; the
+# device is chosen at run time, never written into params or shell text.
+
+CIFAR_DATA = f"{CIFAR_DIR}/data/data.pt"
+CIFAR_TEACHERS = matrix.teachers_used(CIFAR)
+GPU_JOB = "python -m partialkd.gpu_slots --gpus {resources.gpu} -- "
+
+
+def cifar_teacher_model(wildcards):
+    """The teacher checkpoint a student job distils from (none for ce and ls)."""
+    if wildcards.teacher_name == NO_TEACHER:
+        return []
+    return rules.cifar100_teacher.output.model.format(teacher_name=wildcards.teacher_name)
+
+
+rule cifar100_dataset:
+    input:
+        code=CODE["prepare_cifar100"],
+    output:
+        CIFAR_DATA,
+    params:
+        data=CIFAR["data"],
+    log:
+        "logs/cifar100/data.log",
+    shell:
+        "python -m partialkd.prepare cifar100 --archive {params.data[archive]} --url {params.data[url]}"
+        " --md5 {params.data[md5]} --valid-size {params.data[valid_size]}"
+        " --split-seed {params.data[split_seed]} --out {output} 2> {log}"
+
+
+rule cifar100_teacher:
+    input:
+        data=CIFAR_DATA,
+        code=CODE["train_images"],
+    output:
+        model=f"{CIFAR_DIR}/teachers/{{teacher_name}}/model.pt",
+        metrics=f"{CIFAR_DIR}/teachers/{{teacher_name}}/metrics.json",
+    wildcard_constraints:
+        teacher_name="|".join(CIFAR["teachers"]),
+    params:
+        arch=lambda w: CIFAR["teachers"][w.teacher_name]["arch"],
+        grid=lambda w: json.dumps(CIFAR["teachers"][w.teacher_name]["target"]),
+        recipe=recipe_args(CIFAR["recipe"]),
+        seed=CIFAR["teacher_seed"],
+    resources:
+        gpu=1,
+    log:
+        "logs/cifar100/teachers/{teacher_name}.log",
+    benchmark:
+        "benchmarks/cifar100/teachers/{teacher_name}.tsv"
+    shell:
+        GPU_JOB + "python -m partialkd.train_images --data {input.data} --arch {params.arch}"
+        " --grid {params.grid:q} {params.recipe} --seed {params.seed} --threads {threads}"
+        " --tag role=teacher --tag teacher={wildcards.teacher_name} --tag student={params.arch}"
+        " --out-dir $(dirname {output.model}) 2> {log}"
+
+
+rule cifar100_student:
+    input:
+        data=CIFAR_DATA,
+        teacher=cifar_teacher_model,
+        code=CODE["train_images"],
+    output:
+        model=f"{CIFAR_DIR}/students/{{student_arch}}/{{teacher_name}}/{{variant}}/seed{{seed}}/model.pt",
+        metrics=f"{CIFAR_DIR}/students/{{student_arch}}/{{teacher_name}}/{{variant}}/seed{{seed}}/metrics.json",
+    wildcard_constraints:
+        teacher_name="|".join([NO_TEACHER, *CIFAR["teachers"]]),
+        variant="|".join(re.escape(slug) for slug in CIFAR_VARIANTS),
+    params:
+        grid=lambda w: json.dumps(CIFAR_VARIANTS[w.variant].to_grid()),
+        recipe=recipe_args(CIFAR["recipe"]),
+        teacher=lambda w, input: f"--teacher {input.teacher}" if input.teacher else "",
+    resources:
+        gpu=1,
+    log:
+        "logs/cifar100/students/{student_arch}/{teacher_name}/{variant}/seed{seed}.log",
+    benchmark:
+        "benchmarks/cifar100/students/{student_arch}/{teacher_name}/{variant}/seed{seed}.tsv"
+    shell:
+        GPU_JOB + "python -m partialkd.train_images --data {input.data} --arch {wildcards.student_arch}"
+        " --grid {params.grid:q} {params.teacher} {params.recipe} --seed {wildcards.seed}"
+        " --threads {threads} --tag role=student --tag teacher={wildcards.teacher_name}"
+        " --tag student={wildcards.student_arch} --out-dir $(dirname {output.model}) 2> {log}"
+
+
+rule cifar100_summary:
+    input:
+        teachers=expand(rules.cifar100_teacher.output.metrics, teacher_name=CIFAR_TEACHERS),
+        students=[rules.cifar100_student.output.metrics.format(student_arch=student, teacher_name=teacher,
+                                                               variant=variant, seed=seed)
+                  for student, teacher, variant, seed in matrix.student_runs(CIFAR)],
+        code=CODE["aggregate"],
+    output:
+        table=f"{CIFAR_DIR}/summary.csv",
+        metrics=f"{CIFAR_DIR}/metrics.json",
+    log:
+        "logs/cifar100/summary.log",
+    shell:
+        "python -m partialkd.aggregate {input.teachers} {input.students} --out {output.table}"
+        " --metrics-out {output.metrics} 2> {log}"
+
+
+# Phase targets: `snakemake <phase>` builds one phase (and what it needs).
+rule cifar100_data_phase:
+    input:
+        CIFAR_DATA,
+
+
+rule cifar100_teachers_phase:
+    input:
+        rules.cifar100_summary.input.teachers,
+
+
+rule cifar100_students_phase:
+    input:
+        rules.cifar100_summary.input.students,
