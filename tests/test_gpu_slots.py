@@ -81,6 +81,28 @@ def test_concurrent_jobs_get_distinct_devices(tmp_path: Path, limits: list[str])
         assert "waiting" in result.stderr, "two jobs should have waited for a device"
 
 
+def test_jobs_per_gpu_share_devices_evenly(tmp_path: Path) -> None:
+    """PARTIALKD_JOBS_PER_GPU=2 on two devices: four jobs at once, two per device, first slots first."""
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4", "--resources", "gpu=4"],
+                            cwd=tmp_path, env=env(tmp_path, PARTIALKD_GPU_IDS="0,1", PARTIALKD_JOBS_PER_GPU="2"),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = []
+    for path in sorted((tmp_path / "jobs").glob("*.txt")):
+        (device, start), (end,) = (line.split() for line in path.read_text().splitlines())
+        jobs.append((device, float(start), float(end)))
+    for job in jobs:
+        sharing = [other for other in jobs if other is not job and overlapping(job, other)
+                   and other[0] == job[0]]
+        assert len(sharing) <= 1, f"more than two jobs on device {job[0]} at once"
+    starts = sorted(start for _, start, _ in jobs)
+    running = [job for job in jobs if job[1] <= starts[3] < job[2]]
+    assert sorted(device for device, _, _ in running) == ["0", "0", "1", "1"]
+    bad = wrapped(tmp_path, 1, "true", PARTIALKD_GPU_IDS="0", PARTIALKD_JOBS_PER_GPU="0")
+    assert bad.returncode != 0 and "PARTIALKD_JOBS_PER_GPU" in bad.stderr
+
+
 def test_killed_job_frees_its_device(tmp_path: Path) -> None:
     first = subprocess.Popen([*WRAPPER, "--gpus", "1", "--", "sleep", "60"],
                              env=env(tmp_path, PARTIALKD_GPU_IDS="7"), stderr=subprocess.PIPE, text=True)

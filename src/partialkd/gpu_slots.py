@@ -9,6 +9,8 @@ holds the locks itself: the kernel frees them when it exits or is killed.
   N = 0, or an empty pool   run on CPU (CUDA_VISIBLE_DEVICES="")
   PARTIALKD_GPU_IDS         the device pool, comma-separated (default: nvidia-smi's GPU indices)
   PARTIALKD_GPU_LOCK_DIR    the lock directory (default: <temp dir>/partialkd-gpu-slots-<uid>)
+  PARTIALKD_JOBS_PER_GPU    jobs that may share one device (default 1); small networks leave a
+                            GPU mostly idle, so e.g. 3 with `--resources gpu=12` on 4 GPUs
 """
 from __future__ import annotations
 
@@ -101,12 +103,23 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
+def jobs_per_gpu() -> int:
+    text = os.environ.get("PARTIALKD_JOBS_PER_GPU", "1")
+    if not text.isdigit() or int(text) < 1:
+        sys.exit(f"gpu_slots: PARTIALKD_JOBS_PER_GPU must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def try_acquire(pool: Sequence[str], count: int, directory: Path) -> dict[str, int] | None:
-    """`count` free devices (id -> locked fd), trying the pool in order; None, holding nothing, if
-    fewer are free."""
+    """`count` free slots on distinct devices (id -> locked fd), filling every device's first slot
+    before any second one; None, holding nothing, if fewer are free."""
     held: dict[str, int] = {}
-    for device in pool:
-        fd = try_lock(directory / f"gpu-{device}.lock")
+    slots = [(device, slot) for slot in range(jobs_per_gpu()) for device in pool]
+    for device, slot in slots:
+        if device in held:
+            continue
+        fd = try_lock(directory / f"gpu-{device}.lock" if slot == 0 else
+                      directory / f"gpu-{device}.slot{slot}.lock")
         if fd is not None:
             held[device] = fd
             if len(held) == count:
