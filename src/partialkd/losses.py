@@ -114,10 +114,11 @@ def _prepare(
             f"target: shape {tuple(target.shape)} does not match student_logits "
             f"{tuple(student_logits.shape)}"
         )
-    lam_values = _per_model("lam", lam, stack, student_logits)
-    if not bool(((lam_values >= 0) & (lam_values <= 1)).all()):
+    # λ and τ are checked on the host, before they move to the logits' device (no device sync)
+    if not bool(((torch.as_tensor(lam) >= 0) & (torch.as_tensor(lam) <= 1)).all()):
         raise ValueError(f"lam: must lie in [0, 1], got {lam}")
     check_positive("tau", tau)
+    lam_values = _per_model("lam", lam, stack, student_logits)
     tau_values = _per_model("tau", tau, stack, student_logits)
     scale = tau_values**2 if tau_squared else torch.ones_like(tau_values)
     onehot = F.one_hot(labels, num_classes).to(student_logits.dtype)
