@@ -3,18 +3,6 @@
 # GPU jobs go through `partialkd.gpu_slots`, which gives each running job its own device; the
 # device is chosen at run time, never written into params or shell text.
 
-CIFAR_DATA = f"{CIFAR_DIR}/data/data.pt"
-CIFAR_TEACHERS = matrix.teachers_used(CIFAR)
-GPU_JOB = "python -m partialkd.gpu_slots --gpus {resources.gpu} -- "
-
-
-def cifar_teacher_model(wildcards):
-    """The teacher checkpoint a student job distils from (none for ce and ls)."""
-    if wildcards.teacher_name == NO_TEACHER:
-        return []
-    return rules.cifar100_teacher.output.model.format(teacher_name=wildcards.teacher_name)
-
-
 rule cifar100_dataset:
     input:
         code=CODE["prepare_cifar100"],
@@ -51,7 +39,8 @@ rule cifar100_teacher:
     benchmark:
         "benchmarks/cifar100/teachers/{teacher_name}.tsv"
     shell:
-        GPU_JOB + "python -m partialkd.train_images --data {input.data} --arch {params.arch}"
+        "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
+        " python -m partialkd.train_images --data {input.data} --arch {params.arch}"
         " --grid {params.grid:q} {params.recipe} --seed {params.seed} --threads {threads}"
         " --tag role=teacher --tag teacher={wildcards.teacher_name} --tag student={params.arch}"
         " --out-dir $(dirname {output.model}) 2> {log}"
@@ -79,7 +68,8 @@ rule cifar100_student:
     benchmark:
         "benchmarks/cifar100/students/{student_arch}/{teacher_name}/{variant}/seed{seed}.tsv"
     shell:
-        GPU_JOB + "python -m partialkd.train_images --data {input.data} --arch {wildcards.student_arch}"
+        "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
+        " python -m partialkd.train_images --data {input.data} --arch {wildcards.student_arch}"
         " --grid {params.grid:q} {params.teacher} {params.recipe} --seed {wildcards.seed}"
         " --threads {threads} --tag role=student --tag teacher={wildcards.teacher_name}"
         " --tag student={wildcards.student_arch} --out-dir $(dirname {output.model}) 2> {log}"

@@ -55,6 +55,32 @@ def teacher_model(wildcards):
 
 # The CIFAR-100 matrix: every grid point of `cifar100.methods` is a job, named by its slug.
 CIFAR_VARIANTS = matrix.variants(CIFAR)
+CIFAR_TEACHERS = matrix.teachers_used(CIFAR)
+CIFAR_DATA = f"{CIFAR_DIR}/data/data.pt"
+
+
+def cifar_teacher_model(wildcards):
+    """The teacher checkpoint a student job distils from (none for ce and ls)."""
+    if wildcards.teacher_name == NO_TEACHER:
+        return []
+    return rules.cifar100_teacher.output.model.format(teacher_name=wildcards.teacher_name)
+
+
+def full_matrix_pairs():
+    """The CIFAR-100 pairs that train every method: the ones the claims compare on."""
+    pairs = [(p["teacher"], p["student"]) for p in CIFAR["students"]["pairs"] if "methods" not in p]
+    return " ".join(f"--pair {teacher} {student}" for teacher, student in dict.fromkeys(pairs))
+
+
+def report_inputs(wildcards):
+    """Each listed track's summary, claims and figures."""
+    inputs = {"code": CODE["report"]}
+    if "synthetic" in TRACKS:
+        inputs |= {"synthetic": [rules.synthetic_summary.output.table, rules.synthetic_claims.output[0],
+                                 rules.synthetic_gain_figure.output.png]}
+    if "cifar100" in TRACKS:
+        inputs |= {"cifar100": [rules.cifar100_summary.output.table, rules.cifar100_claims.output[0]]}
+    return inputs
 
 
 def recipe_args(recipe):

@@ -17,12 +17,6 @@ rule synthetic_claims:
         " --z {params.claims[z]} --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
-def full_matrix_pairs():
-    """The CIFAR-100 pairs that train every method: the ones the claims compare on."""
-    pairs = [(p["teacher"], p["student"]) for p in CIFAR["students"]["pairs"] if "methods" not in p]
-    return " ".join(f"--pair {teacher} {student}" for teacher, student in dict.fromkeys(pairs))
-
-
 rule cifar100_claims:
     input:
         summary=rules.cifar100_summary.output.table,
@@ -53,17 +47,6 @@ rule synthetic_gain_figure:
     shell:
         "python -m partialkd.figures synthetic-gain --summary {input.summary}"
         " --error-bars {params.error_bars} --out-stem paper/figures/synthetic/gain 2> {log}"
-
-
-def report_inputs(wildcards):
-    """Each listed track's summary, claims and figures."""
-    inputs = {"code": CODE["report"]}
-    if "synthetic" in TRACKS:
-        inputs |= {"synthetic": [rules.synthetic_summary.output.table, rules.synthetic_claims.output[0],
-                                 rules.synthetic_gain_figure.output.png]}
-    if "cifar100" in TRACKS:
-        inputs |= {"cifar100": [rules.cifar100_summary.output.table, rules.cifar100_claims.output[0]]}
-    return inputs
 
 
 rule report:
