@@ -10,6 +10,7 @@ channels_last layout; the loss is computed in float32; on a CPU everything is fl
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -48,12 +49,15 @@ class ImageTrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr must be > 0 and lr_decay in (0, 1], got {self.lr}, {self.lr_decay}")
-        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise ValueError("momentum must lie in [0, 1) and weight_decay be non-negative")
-        if list(self.milestones) != sorted(set(self.milestones)):
-            raise ValueError(f"milestones must be increasing epochs, got {list(self.milestones)}")
+        if not (math.isfinite(self.lr) and self.lr > 0) or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr must be finite and > 0 and lr_decay in (0, 1], got {self.lr}, "
+                             f"{self.lr_decay}")
+        if not 0 <= self.momentum < 1 or not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"momentum must lie in [0, 1) and weight_decay be finite and >= 0, got "
+                             f"{self.momentum}, {self.weight_decay}")
+        milestones = list(self.milestones)
+        if milestones != sorted(set(milestones)) or any(epoch < 1 for epoch in milestones):
+            raise ValueError(f"milestones must be increasing epochs >= 1, got {milestones}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
