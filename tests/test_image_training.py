@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from conftest import read_json
 
+import partialkd.grid as grid_module
 import partialkd.image_training as image_training
 import partialkd.train_images as train_images
 from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
@@ -441,13 +442,13 @@ def test_student_distils_from_the_teachers_logits_on_each_augmented_batch(
 
 def test_kd_sim_gets_the_teachers_class_vectors(tmp_path, image_data, teacher_file, monkeypatch):
     calls: list[tuple[str, dict[str, Any]]] = []
-    real_build_target = image_training.build_target
+    real_build_target = grid_module.build_target
 
     def recording(method, teacher_logits, labels, **kwargs):
         calls.append((method, kwargs))
         return real_build_target(method, teacher_logits, labels, **kwargs)
 
-    monkeypatch.setattr(image_training, "build_target", recording)
+    monkeypatch.setattr(grid_module, "build_target", recording)
     run(image_data, {"kd_sim": {"lam": [0.5], "tau": [2], "alpha": [0.25]}}, image_config(epochs=1),
         tmp_path / "sim", teacher=teacher_file)
     expected = classifier(load_image_teacher(teacher_file, K)).weight

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from partialkd.targets import TARGETS, method_params
+from torch import Tensor
+
+from partialkd.targets import TARGETS, build_target, method_params
 
 LOSS_PARAMS = ("lam", "tau")
 TEACHER_SUPPLIED = ("class_weights",)  # taken from the teacher, never from the grid
@@ -37,6 +39,14 @@ class Variant:
         """A path-safe name, e.g. 'kd_topk-lam0.9-tau4-k25', unique within a grid."""
         values = [f"lam{self.lam:g}", f"tau{self.tau:g}", *(f"{k}{v}" for k, v in self.params)]
         return "-".join([self.method, *values])
+
+    def target(self, teacher_logits: Tensor | None, labels: Tensor, num_classes: int,
+               class_weights: Tensor | None = None) -> Tensor:
+        """This variant's target ρ (NOTES §2); the class vectors of the sim targets come from the
+        teacher (`class_weights`), never from the grid."""
+        supplied = {name: class_weights for name in TEACHER_SUPPLIED if name in method_params(self.method)}
+        return build_target(self.method, teacher_logits, labels, tau=self.tau, num_classes=num_classes,
+                            **dict(self.params), **supplied)
 
     def to_grid(self) -> dict[str, dict[str, list[Any]]]:
         """The one-point grid that expands to this variant alone."""

@@ -22,7 +22,6 @@ from partialkd.datasets import Split
 from partialkd.grid import Variant
 from partialkd.losses import distillation_loss
 from partialkd.metrics import accuracy, classification_metrics
-from partialkd.targets import TARGETS, build_target
 from partialkd.training import EVAL_SPLITS, Loop
 
 PAD = 4  # pixels of zero padding before the random 32x32 crop
@@ -143,11 +142,7 @@ class ImageObjective:
     tau_squared: bool
 
     def loss(self, logits: Tensor, teacher_logits: Tensor | None, labels: Tensor) -> Tensor:
-        params = dict(self.variant.params)
-        if "class_weights" in TARGETS[self.variant.method].params:
-            params["class_weights"] = self.class_weights
-        target = build_target(self.variant.method, teacher_logits, labels, tau=self.variant.tau,
-                              num_classes=self.num_classes, **params)
+        target = self.variant.target(teacher_logits, labels, self.num_classes, self.class_weights)
         return distillation_loss(logits, labels, target, lam=self.variant.lam, tau=self.variant.tau,
                                  tau_squared=self.tau_squared)
 

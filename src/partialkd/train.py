@@ -26,7 +26,7 @@ from partialkd.io import save_json, save_torch
 from partialkd.models import StackedMLP
 from partialkd.prepare import derived_seed
 from partialkd.provenance import provenance
-from partialkd.targets import TARGETS, build_target, distils
+from partialkd.targets import distils
 from partialkd.teachers import Teacher, load_teacher
 from partialkd.training import FitResult, Objective, TrainConfig, fit
 
@@ -96,13 +96,9 @@ def _objective(variants: list[Variant], teacher: Teacher | None, train: Split,
                num_classes: int) -> Objective:
     """Each variant's target over the whole training set (NOTES §2), built once."""
     teacher_logits = None if teacher is None else teacher.logits(train)
-    targets = []
-    for variant in variants:
-        params = dict(variant.params)
-        if "class_weights" in TARGETS[variant.method].params:
-            params["class_weights"] = teacher.class_weights
-        targets.append(build_target(variant.method, teacher_logits, train.labels, tau=variant.tau,
-                                    num_classes=num_classes, **params).float())
+    class_weights = None if teacher is None else teacher.class_weights
+    targets = [variant.target(teacher_logits, train.labels, num_classes, class_weights).float()
+               for variant in variants]
     return Objective(torch.stack(targets), torch.tensor([v.lam for v in variants]),
                      torch.tensor([v.tau for v in variants]), [v.label for v in variants])
 
