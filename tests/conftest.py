@@ -60,6 +60,35 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        assert torch.equal(value, b[name]), f"tensor {name} differs"
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Two run directories hold identical results (metrics per variant, selection, weights)."""
+    metrics_a, metrics_b = read_json(a / "metrics.json"), read_json(b / "metrics.json")
+    assert metrics_a["variants"] == metrics_b["variants"]
+    assert metrics_a["selected"] == metrics_b["selected"]
+    model_a, model_b = load_checkpoint(a / "model.pt"), load_checkpoint(b / "model.pt")
+    assert_same_tensors(model_a["final_state"], model_b["final_state"])
+    assert_same_tensors(model_a["best_state"], model_b["best_state"])
+
+
+def interrupt_after(epoch_to_stop: int):
+    """An on_epoch_end callback that interrupts the run after `epoch_to_stop`."""
+    def callback(epoch: int) -> None:
+        if epoch == epoch_to_stop:
+            raise KeyboardInterrupt
+
+    return callback
+
+
 @pytest.fixture(scope="session", autouse=True)
 def single_torch_thread():
     """One intra-op thread, as `python -m partialkd.train` uses by default (--threads 1): for

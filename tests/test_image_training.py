@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import read_json
+from conftest import (assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint,
+                      read_json)
 
 import partialkd.grid as grid_module
 import partialkd.image_training as image_training
@@ -93,34 +94,6 @@ def image_config(**overrides: Any) -> ImageTrainConfig:
                                   eval_batch_size=25)
     values.update(overrides)
     return ImageTrainConfig(**values)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for name, value in a.items():
-        assert torch.equal(value, b[name]), f"tensor {name} differs"
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    """Two run directories hold identical results (metrics per variant, selection, weights)."""
-    metrics_a, metrics_b = read_json(a / "metrics.json"), read_json(b / "metrics.json")
-    assert metrics_a["variants"] == metrics_b["variants"]
-    assert metrics_a["selected"] == metrics_b["selected"]
-    model_a, model_b = load_checkpoint(a / "model.pt"), load_checkpoint(b / "model.pt")
-    assert_same_tensors(model_a["final_state"], model_b["final_state"])
-    assert_same_tensors(model_a["best_state"], model_b["best_state"])
-
-
-def interrupt_after(epoch_to_stop: int):
-    def callback(epoch: int) -> None:
-        if epoch == epoch_to_stop:
-            raise KeyboardInterrupt
-
-    return callback
 
 
 def sha256(path: Path) -> str:

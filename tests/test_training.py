@@ -24,6 +24,9 @@ from conftest import (
     FULL_GRID,
     TINY_GAMMA,
     TINY_WORLD,
+    assert_same_run,
+    interrupt_after,
+    load_checkpoint,
     read_json,
     student_config,
     tiny_config,
@@ -44,26 +47,6 @@ KD_GRID: dict[str, dict[str, list]] = {"ce": {}, "kd": {"lam": [0.5], "tau": [2]
 # ----------------------------------------------------------------------------- helpers
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for name, value in a.items():
-        assert torch.equal(value, b[name]), f"tensor {name} differs"
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    """Two run directories hold identical results (metrics per variant, selection, weights)."""
-    metrics_a, metrics_b = read_json(a / "metrics.json"), read_json(b / "metrics.json")
-    assert metrics_a["variants"] == metrics_b["variants"]
-    assert metrics_a["selected"] == metrics_b["selected"]
-    model_a, model_b = load_checkpoint(a / "model.pt"), load_checkpoint(b / "model.pt")
-    assert_same_tensors(model_a["final_state"], model_b["final_state"])
-    assert_same_tensors(model_a["best_state"], model_b["best_state"])
-
-
 def by_label(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {variant["label"]: variant for variant in metrics["variants"]}
 
@@ -72,14 +55,6 @@ def truncate(source: Path, target: Path, fraction: float = 0.5) -> Path:
     data = source.read_bytes()
     target.write_bytes(data[: int(len(data) * fraction)])
     return target
-
-
-def interrupt_after(epoch_to_stop: int):
-    def callback(epoch: int) -> None:
-        if epoch == epoch_to_stop:
-            raise KeyboardInterrupt
-
-    return callback
 
 
 # ------------------------------------------------------------------------- determinism
