@@ -8,6 +8,10 @@ per test session.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +82,27 @@ def assert_same_run(a: Path, b: Path) -> None:
     model_a, model_b = load_checkpoint(a / "model.pt"), load_checkpoint(b / "model.pt")
     assert_same_tensors(model_a["final_state"], model_b["final_state"])
     assert_same_tensors(model_a["best_state"], model_b["best_state"])
+
+
+def kill_after_first_checkpoint(command: list[str], out: Path, **popen: Any) -> int:
+    """Run `command`, SIGKILL it as soon as it has written out/resume.pt, and return the epoch
+    saved there (the run must not have finished)."""
+    victim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "resume.pt").exists():
+            assert victim.poll() is None, f"training ended before writing resume.pt: {victim.communicate()}"
+            assert time.monotonic() < deadline, "no resume.pt after 120 s"
+            time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.communicate(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    return load_checkpoint(out / "resume.pt")["epoch"]
 
 
 def interrupt_after(epoch_to_stop: int):

@@ -14,10 +14,8 @@ import hashlib
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,8 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import (assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint,
-                      read_json)
+from conftest import (assert_same_run, assert_same_tensors, interrupt_after, kill_after_first_checkpoint,
+                      load_checkpoint, read_json)
 
 import partialkd.grid as grid_module
 import partialkd.image_training as image_training
@@ -607,23 +605,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, image_data,
     """A real `python -m partialkd.train_images` killed with SIGKILL mid-run, then re-run."""
     reference, _ = cli_run
     killed = tmp_path / "killed"
-    victim = subprocess.Popen(_cli_command(image_data, teacher_file, killed), cwd=tmp_path, env=CPU_ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (killed / "resume.pt").exists():
-            assert victim.poll() is None, f"training ended before writing resume.pt: {victim.communicate()}"
-            assert time.monotonic() < deadline, "no resume.pt after 120 s"
-            time.sleep(0.02)
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.communicate(timeout=60)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.communicate()
-    assert victim.returncode == -signal.SIGKILL
-    assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
-    killed_after = load_checkpoint(killed / "resume.pt")["epoch"]
+    killed_after = kill_after_first_checkpoint(_cli_command(image_data, teacher_file, killed), killed,
+                                               cwd=tmp_path, env=CPU_ENV)
     assert 1 <= killed_after < CLI_EPOCHS
 
     rerun = subprocess.run(_cli_command(image_data, teacher_file, killed), cwd=tmp_path, env=CPU_ENV,

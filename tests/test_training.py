@@ -10,11 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from conftest import (
     TINY_WORLD,
     assert_same_run,
     interrupt_after,
+    kill_after_first_checkpoint,
     load_checkpoint,
     read_json,
     student_config,
@@ -194,23 +192,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, data_path):
     options = dict(cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The reference runs alongside the victim (two cores) to keep the test short.
     reference_process = subprocess.Popen(_train_command(data_path, reference, epochs), **options)
-    victim = subprocess.Popen(_train_command(data_path, killed, epochs), **options)
-    try:
-        deadline = time.monotonic() + 120
-        while not (killed / "resume.pt").exists():
-            assert victim.poll() is None, f"training ended before writing resume.pt: {victim.communicate()}"
-            assert time.monotonic() < deadline, "no resume.pt after 120 s"
-            time.sleep(0.05)
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.communicate(timeout=60)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-            victim.communicate()
-    assert victim.returncode == -signal.SIGKILL
-    assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
-    assert (killed / "resume.pt").is_file()
-    killed_after = load_checkpoint(killed / "resume.pt")["epoch"]
+    killed_after = kill_after_first_checkpoint(_train_command(data_path, killed, epochs), killed,
+                                               cwd=tmp_path)
     assert 1 <= killed_after < epochs
 
     _, reference_log = _wait(reference_process, 180)
