@@ -57,6 +57,8 @@ def test_the_matrix_runs_down_to_the_report(finished: Path) -> None:
     for _, rows in topk.groupby("seed"):
         assert rows.loc[rows["selected"], "best_valid_acc"].iloc[0] == rows["best_valid_acc"].max()
     assert summary["best_test_acc"].between(0, 1).all()
+    selected = pd.read_csv(finished / "results/cifar100/selected.csv")
+    assert len(selected) == 2 * 8 and selected["selected"].all()
     report = (finished / "paper/REPORT.md").read_text()
     assert report.index("## Claims") < report.index("## CIFAR-100")
     for claim in ("C1", "C2", "C3", "C4", "C8"):

@@ -25,6 +25,8 @@ def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> Non
     assert len(students) == 2 * 2 * 2 * 8
     # one selected row per γ × teacher × seed × method
     assert students["selected"].sum() == 2 * 2 * 2 * 7
+    selected = pd.read_csv(finished_workflow / "results/synthetic/selected.csv")  # for DVC plots
+    assert selected.equals(students[students["selected"]].reset_index(drop=True))
     assert set(students["method"]) == set(TINY["synthetic"]["methods"])
     assert len(summary[summary["role"] == "teacher"]) == 2
     assert students["best_test_acc"].between(0, 1).all()

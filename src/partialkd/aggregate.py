@@ -84,11 +84,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("metrics", nargs="+", help="metrics.json of each run")
     parser.add_argument("--out", required=True, help="CSV to write")
     parser.add_argument("--metrics-out", help="JSON of mean student accuracies, for DVC metrics")
+    parser.add_argument("--selected-out", help="CSV of the selected student rows alone, for DVC plots")
     args = parser.parse_args(argv)
     table = summarise(args.metrics)
-    atomic_write(args.out, lambda handle: handle.write(table.to_csv(index=False).encode()))
+    write_csv(table, args.out)
+    if args.selected_out:
+        write_csv(selected_students(table), args.selected_out)
     if args.metrics_out:
         save_json(headline_metrics(table), args.metrics_out)
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    atomic_write(path, lambda handle: handle.write(table.to_csv(index=False).encode()))
 
 
 if __name__ == "__main__":

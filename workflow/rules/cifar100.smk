@@ -85,11 +85,12 @@ rule cifar100_summary:
     output:
         table=f"{CIFAR_DIR}/summary.csv",
         metrics=f"{CIFAR_DIR}/metrics.json",
+        selected=f"{CIFAR_DIR}/selected.csv",
     log:
         "logs/cifar100/summary.log",
     shell:
         "python -m partialkd.aggregate {input.teachers} {input.students} --out {output.table}"
-        " --metrics-out {output.metrics} 2> {log}"
+        " --metrics-out {output.metrics} --selected-out {output.selected} 2> {log}"
 
 
 # Phase targets: `snakemake <phase>` builds one phase (and what it needs).

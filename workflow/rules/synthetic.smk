@@ -84,11 +84,12 @@ rule synthetic_summary:
     output:
         table=f"{SYN_DIR}/summary.csv",
         metrics=f"{SYN_DIR}/metrics.json",
+        selected=f"{SYN_DIR}/selected.csv",
     log:
         "logs/synthetic/summary.log",
     shell:
         "python -m partialkd.aggregate {input.teachers} {input.students} --out {output.table}"
-        " --metrics-out {output.metrics} 2> {log}"
+        " --metrics-out {output.metrics} --selected-out {output.selected} 2> {log}"
 
 
 # Phase targets: `snakemake <phase>` builds one phase (and what it needs); dvc.yaml runs these.
