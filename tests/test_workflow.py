@@ -34,9 +34,16 @@ def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> Non
         assert (finished_workflow / f"paper/figures/synthetic/gain.{suffix}").stat().st_size > 1000
     report = (finished_workflow / "paper/REPORT.md").read_text()
     assert report.index("## Claims") < report.index("## Synthetic study")
-    for claim in ("C5", "C6", "C7"):
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C10", "C11"):
         assert f"**{claim}**" in report
     assert "figures/synthetic/gain.png" in report
+    # the students' analyses: one per γ for the claims' teacher, with their figures in the report
+    for gamma in ("0", "0.9"):
+        analysis = finished_workflow / f"results/synthetic/analyses/gamma{gamma}/mlp.json"
+        assert analysis.is_file()
+        for kind in ("rescaling", "geometry", "geometry_bars"):
+            assert f"figures/synthetic/gamma{gamma}_mlp_{kind}.png" in report
+            assert (finished_workflow / f"paper/figures/synthetic/gamma{gamma}_mlp_{kind}.pdf").is_file()
 
 
 def test_second_run_has_nothing_to_do(finished_workflow: Path) -> None:

@@ -13,9 +13,11 @@ conditions are missing from the results is "not run". A claim must hold under ev
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,8 +47,8 @@ class Interval:
         return cls(float(values.mean()), std, len(values), float(values.mean() - half),
                    float(values.mean() + half))
 
-    def text(self) -> str:
-        return (f"{self.mean:+.2f} pts [{self.low:+.2f}, {self.high:+.2f}] "
+    def text(self, unit: str = " pts") -> str:
+        return (f"{self.mean:+.2f}{unit} [{self.low:+.2f}, {self.high:+.2f}] "
                 f"(seed sd {self.std:.2f}, n = {self.n})")
 
 
@@ -198,9 +200,51 @@ GENERAL_CLAIMS = (claim_c1, claim_c2, claim_c3, claim_c4, claim_c8)  # every tra
 SYNTHETIC_CLAIMS = (claim_c5, claim_c6, claim_c7)  # need the class-correlation sweep
 
 
-def evaluate(data: Comparisons, synthetic: bool) -> list[Claim]:
-    """The claims that apply to the track, in the order of their ids."""
+def claim_c10(analyses: Sequence[dict[str, Any]], z: float) -> Claim:
+    """Per condition, the seeds' Spearman correlations of kd's w_t with the teacher's p_t."""
+    statement = "w_t rises with the teacher's confidence p_t: Spearman(w_t, p_t) > 0 for kd"
+    parts = []
+    for analysis in analyses:
+        where = describe(analysis["meta"]["gamma"])
+        values = [row["spearman"] for row in analysis["rescaling"]
+                  if row["method"] == "kd" and math.isfinite(row["spearman"])]
+        if not values:
+            parts.append((NOT_RUN, f"{where}: no kd student with a defined Spearman correlation"))
+            continue
+        interval = Interval.of(values, z)
+        verdict = greater(interval, 0.0)
+        parts.append((verdict, f"{where}: Spearman(w_t, p_t) of kd = {interval.text('')} → {verdict}"))
+    return Claim("C10", statement, combine([v for v, _ in parts]), [e for _, e in parts])
+
+
+def claim_c11(analyses: Sequence[dict[str, Any]], z: float) -> Claim:
+    """Per condition, paired per seed: kd's correlation with the teacher's class similarities
+    minus ce's and minus ls's."""
+    statement = ("kd students' class-similarity matrices correlate with the teacher's more than "
+                 "ce and ls students' do")
+    parts = []
+    for analysis in analyses:
+        where = describe(analysis["meta"]["gamma"])
+        table = pd.DataFrame(analysis["geometry"]).pivot_table(index="seed", columns="method",
+                                                               values="correlation")
+        for other in ("ce", "ls"):
+            if not {"kd", other} <= set(table.columns):
+                parts.append((NOT_RUN, f"{where}: needs kd and {other} students"))
+                continue
+            interval = Interval.of((table["kd"] - table[other]).dropna().to_numpy(), z)
+            verdict = greater(interval, 0.0)
+            parts.append((verdict, f"{where}: correlation of kd − {other} = {interval.text('')} → "
+                                   f"{verdict}"))
+    return Claim("C11", statement, combine([v for v, _ in parts]), [e for _, e in parts])
+
+
+def evaluate(data: Comparisons, synthetic: bool,
+             analyses: Sequence[dict[str, Any]] = ()) -> list[Claim]:
+    """The claims that apply to the track, in the order of their ids; C10 and C11 when the
+    analyses of the students (`partialkd.analyse`) are given."""
     claims = [claim(data) for claim in GENERAL_CLAIMS + (SYNTHETIC_CLAIMS if synthetic else ())]
+    if analyses:
+        claims += [claim_c10(analyses, data.z), claim_c11(analyses, data.z)]
     return sorted(claims, key=lambda claim: int(claim.id[1:]))
 
 
@@ -212,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     scope.add_argument("--teacher", help="synthetic track: the teacher whose students are compared")
     scope.add_argument("--pair", nargs=2, action="append", metavar=("TEACHER", "STUDENT"),
                        help="image tracks: a teacher and student architecture to compare on (repeatable)")
+    parser.add_argument("--analyses", nargs="*", default=[],
+                        help="analysis JSON files of partialkd.analyse (for C10 and C11)")
     parser.add_argument("--z", type=float, required=True)
     parser.add_argument("--margin", type=float, required=True, help="equivalence margin, points")
     parser.add_argument("--out", required=True)
@@ -223,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         data = Comparisons.pairs(summary, [tuple(pair) for pair in args.pair], args.z, args.margin)
         scope_text = "per teacher→student pair: " + ", ".join(f"{t}→{s}" for t, s in args.pair)
-    claims = evaluate(data, synthetic=bool(args.teacher))
+    analyses = [json.loads(Path(path).read_text()) for path in args.analyses]
+    claims = evaluate(data, synthetic=bool(args.teacher), analyses=analyses)
     save_json({"scope": scope_text, "z": args.z, "margin": args.margin,
                "claims": [asdict(claim) for claim in claims]}, args.out)
 

@@ -34,6 +34,12 @@ class Variant:
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "lam": self.lam, "tau": self.tau, **dict(self.params)}
 
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Variant:
+        """The variant of a metrics.json row (`to_dict()` plus label and metrics)."""
+        params = tuple((key, row[key]) for key in method_params(row["method"]) if key in row)
+        return cls(row["method"], float(row["lam"]), float(row["tau"]), params)
+
     @property
     def slug(self) -> str:
         """A path-safe name, e.g. 'kd_topk-lam0.9-tau4-k25', unique within a grid."""

@@ -103,8 +103,9 @@ def claims_section(claims_by_track: dict[str, dict[str, Any]]) -> str:
     first = next(iter(claims_by_track.values()))
     lines = [f"Each comparison is a paired per-seed difference of test accuracy (best-on-validation "
              f"checkpoint), shown as mean [mean ± {first['z']:g}·SE]; equivalence margin "
-             f"±{first['margin']:g} points (rules in `partialkd.claims`). Claims C9–C12 need the "
-             "analyses that come next (teacher confidence, geometry) and are not evaluated yet."]
+             f"±{first['margin']:g} points (rules in `partialkd.claims`). C10 and C11 use the "
+             "students' analyses (Spearman correlations and similarity-matrix correlations, "
+             "unitless); C9 and C12 need the teacher-confidence analyses that come next."]
     for track, claims in claims_by_track.items():
         lines += ["", f"### {TRACK_TITLES[track]}", "", f"Compared: {claims['scope']}.", ""]
         for claim in claims["claims"]:
@@ -129,8 +130,30 @@ def provenance_section(summaries: list[pd.DataFrame]) -> str:
 TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-100 (NOTES §4)"}
 
 
+ANALYSIS_CAPTIONS = {
+    "rescaling": "gradient rescaling w_t (the true-class gradient of the loss divided by CE's) "
+                 "against the teacher's confidence p_t on the validation examples, in ten "
+                 "equal-count bins of p_t: mean and 10–90% band, pooled over seeds (NOTES §2, C10)",
+    "geometry": "cosine similarities of the last-layer class vectors, classes ordered by group: "
+                "the teacher and the first seed's students (NOTES §5, C11)",
+    "geometry_bars": "correlation of each student's class-similarity matrix with the teacher's: "
+                     "mean ± sd over seeds, one dot per seed (C11)",
+}
+
+
+def analysis_figures_section(links: list[str]) -> str:
+    """Each analysis figure (named gamma{γ}_{teacher}_{kind}.png) with its caption."""
+    blocks = []
+    for link in links:
+        condition, teacher, kind = Path(link).stem.split("_", 2)
+        gamma = condition.removeprefix("gamma")
+        blocks.append(f"![{kind} at γ = {gamma}]({link})\n\n*Figure: γ = {gamma}, teacher "
+                      f"`{teacher}`: {ANALYSIS_CAPTIONS[kind]}.*")
+    return "\n\n".join(blocks)
+
+
 def synthetic_section(summary: pd.DataFrame, claims: dict[str, Any], params: dict[str, Any],
-                      figure_link: str) -> str:
+                      figure_link: str, analysis_links: list[str]) -> str:
     teacher = params["claims"]["teacher"]
     seeds = summary.loc[summary["role"] == "student", "seed"].nunique()
     return f"""## {TRACK_TITLES["synthetic"]}
@@ -155,6 +178,10 @@ Choices at the edge of their grid for most seeds (a wider grid in `params.yaml` 
 
 The full table, one row per run and variant (with last-epoch metrics, NLL and calibration
 error; `selected` marks the variant that represents its method), is `results/synthetic/summary.csv`.
+
+### Analyses of the students
+
+{analysis_figures_section(analysis_links) if analysis_links else "Not run."}
 """
 
 
@@ -207,14 +234,15 @@ def _accuracy_row(name: str, rows: pd.DataFrame, published: float | None) -> dic
             "chosen on valid (× seeds)": chosen}
 
 
-def build_report(params: dict[str, Any], synthetic: tuple[pd.DataFrame, dict, str] | None,
+def build_report(params: dict[str, Any], synthetic: tuple[pd.DataFrame, dict, str, list[str]] | None,
                  cifar100: tuple[pd.DataFrame, dict] | None) -> str:
-    """`synthetic`: (summary, claims, figure link); `cifar100`: (summary, claims)."""
+    """`synthetic`: (summary, claims, figure link, analysis figure links); `cifar100`: (summary,
+    claims)."""
     claims = {track: results[1] for track, results in (("synthetic", synthetic), ("cifar100", cifar100))
               if results is not None}
     sections = []
     if synthetic is not None:
-        sections.append(synthetic_section(synthetic[0], synthetic[1], params, synthetic[2]))
+        sections.append(synthetic_section(*synthetic[:2], params, *synthetic[2:]))
     if cifar100 is not None:
         sections.append(cifar_section(cifar100[0], params))
     summaries = [results[0] for results in (synthetic, cifar100) if results is not None]
@@ -249,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--params", required=True, type=json.loads, help="the parameters, as JSON")
     parser.add_argument("--synthetic", nargs=3, metavar=("SUMMARY", "CLAIMS", "FIGURE"),
                         help="the synthetic track's summary.csv, claims.json and gain figure (PNG)")
+    parser.add_argument("--analysis-figures", nargs="*", default=[],
+                        help="the synthetic analyses' PNG figures (gamma{γ}_{teacher}_{kind}.png)")
     parser.add_argument("--cifar100", nargs=2, metavar=("SUMMARY", "CLAIMS"),
                         help="the CIFAR-100 track's summary.csv and claims.json")
     parser.add_argument("--out", required=True)
@@ -259,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.synthetic:
         summary, claims, figure = args.synthetic
         synthetic = (pd.read_csv(summary), json.loads(Path(claims).read_text()),
-                     os.path.relpath(figure, Path(args.out).parent))
+                     os.path.relpath(figure, Path(args.out).parent),
+                     [os.path.relpath(path, Path(args.out).parent) for path in args.analysis_figures])
     if args.cifar100:
         cifar100 = (pd.read_csv(args.cifar100[0]), json.loads(Path(args.cifar100[1]).read_text()))
     text = build_report(args.params, synthetic, cifar100)

@@ -29,8 +29,8 @@ def ordered_methods(methods) -> list[str]:
 
 
 def save_figure(figure: plt.Figure, stem: str | Path) -> None:
-    """Write `stem`.png and `stem`.pdf atomically."""
+    """Write `stem`.png and `stem`.pdf atomically (the suffix is appended: a stem may hold dots)."""
     for suffix in (".png", ".pdf"):
-        atomic_write(Path(stem).with_suffix(suffix),
+        atomic_write(Path(f"{stem}{suffix}"),
                      lambda handle, fmt=suffix[1:]: figure.savefig(handle, format=fmt))
     plt.close(figure)

@@ -1,5 +1,6 @@
 # Helpers shared by the workflow modules: validation of params.yaml and path helpers.
 import json
+import os
 import re
 
 from partialkd.aggregate import NO_TEACHER
@@ -26,6 +27,8 @@ CODE = {
                          "io", "prepare"),
         "aggregate": ("aggregate", "io"),
         "claims": ("claims", "aggregate", "io"),
+        "analyse": ("analyse", "rescaling", "geometry", "teachers", "models", "image_models",
+                    "grid", "targets", "losses", "datasets", "style", "io"),
         "figures": ("figures", "aggregate", "style", "io"),
         "report": ("report", "claims", "aggregate", "reference", "style", "provenance", "io"),
     }.items()
@@ -72,12 +75,21 @@ def full_matrix_pairs():
     return " ".join(f"--pair {teacher} {student}" for teacher, student in dict.fromkeys(pairs))
 
 
+def synthetic_analysis_figures():
+    """The PNG figures of the synthetic analyses, for the report."""
+    return [path for gamma in GAMMAS
+            for path in expand(rules.synthetic_analysis.output.figures, gamma=gamma,
+                               teacher=config["claims"]["teacher"])
+            if path.endswith(".png")]
+
+
 def report_inputs(wildcards):
     """Each listed track's summary, claims and figures."""
     inputs = {"code": CODE["report"]}
     if "synthetic" in TRACKS:
         inputs |= {"synthetic": [rules.synthetic_summary.output.table, rules.synthetic_claims.output[0],
-                                 rules.synthetic_gain_figure.output.png]}
+                                 rules.synthetic_gain_figure.output.png],
+                   "analysis_figures": synthetic_analysis_figures()}
     if "cifar100" in TRACKS:
         inputs |= {"cifar100": [rules.cifar100_summary.output.table, rules.cifar100_claims.output[0]]}
     return inputs
