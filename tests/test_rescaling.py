@@ -80,15 +80,15 @@ def test_tau_one_reduces_to_simple_form(lam: float) -> None:
     frame = frame_for("kd", lam=lam, tau=1.0)
     simple = 1 - lam * (1 - frame["p_t"]) / (1 - frame["q_t"])
     np.testing.assert_allclose(frame["w_formula"], simple, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(frame["p_t"], frame["p_t1"])
+    np.testing.assert_array_equal(frame["p_t"], frame["p_tau_t"])
 
 
-def test_p_t_is_tempered_and_p_t1_is_not() -> None:
+def test_p_tau_t_is_tempered_and_p_t_is_not() -> None:
     teacher = random_logits(2, scale=3.0)
     frame = frame_for("kd", tau=4.0)
     labels = random_labels(3)
-    np.testing.assert_allclose(frame["p_t"], (teacher / 4).softmax(1)[torch.arange(N), labels])
-    np.testing.assert_allclose(frame["p_t1"], teacher.softmax(1)[torch.arange(N), labels])
+    np.testing.assert_allclose(frame["p_tau_t"], (teacher / 4).softmax(1)[torch.arange(N), labels])
+    np.testing.assert_allclose(frame["p_t"], teacher.softmax(1)[torch.arange(N), labels])
 
 
 def test_confident_student_examples_are_dropped_and_counted() -> None:

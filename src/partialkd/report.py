@@ -133,7 +133,7 @@ TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-1
 ANALYSIS_CAPTIONS = {
     "rescaling": "gradient rescaling w_t (the true-class gradient of the loss divided by CE's) "
                  "against the teacher's confidence p_t on the validation examples, in ten "
-                 "equal-count bins of p_t: mean and 10–90% band, pooled over seeds (NOTES §2, C10)",
+                 "equal-count bins of p_t: median and 10–90% band, pooled over seeds (NOTES §2, C10)",
     "geometry": "cosine similarities of the last-layer class vectors, classes ordered by group: "
                 "the teacher and the first seed's students (NOTES §5, C11)",
     "geometry_bars": "correlation of each student's class-similarity matrix with the teacher's: "

@@ -43,10 +43,12 @@ def per_example_rescaling(
 ) -> pd.DataFrame:
     """One row per example (index `example`, its position in the batch), computed in float64.
 
-    Columns: p_t = softmax(v/τ)_t and p_t1 = softmax(v)_t of the teacher, q_t = softmax(z)_t of
+    Columns: p_t = softmax(v)_t, the teacher's confidence (at τ = 1, so that methods trained at
+    different τ share one axis), and p_tau_t = softmax(v/τ)_t of the teacher, q_t = softmax(z)_t of
     the student, rho_t = ρ_t, w_formula (the closed form above, `losses.rescaling_factor`) and
     w_autograd (∂L_n/∂z_t by autograd on `distillation_loss`, divided by q_t − 1). Examples with
-    1 − q_t ≤ 1e-6 are dropped; `frame.attrs["dropped"]` counts them and `frame.attrs["variant"]` names the variant.
+    1 − q_t ≤ 1e-6 are dropped; `frame.attrs["dropped"]` counts them and `frame.attrs["variant"]`
+    names the variant.
     """
     if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
         raise ValueError(
@@ -60,8 +62,8 @@ def per_example_rescaling(
     target = variant.target(teacher, labels, student.shape[1], weights)
     keep = 1 - _true(student.softmax(1), labels) > Q_TOLERANCE
     columns = {
-        "p_t": _true((teacher / variant.tau).softmax(1), labels),
-        "p_t1": _true(teacher.softmax(1), labels),
+        "p_t": _true(teacher.softmax(1), labels),
+        "p_tau_t": _true((teacher / variant.tau).softmax(1), labels),
         "q_t": _true(student.softmax(1), labels),
         "rho_t": _true(target, labels),
         "w_formula": rescaling_factor(student, labels, target, lam=variant.lam, tau=variant.tau,
@@ -93,7 +95,7 @@ def check_agreement(frame: pd.DataFrame, atol: float = 1e-6) -> float:
 
 def binned_rescaling(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     """w_formula summarised in `bins` equal-count bins of p_t (sizes differ by at most one;
-    tied p_t may fall in neighbouring bins): p_t_mean, w_mean, w_sd, w_p10, w_p90, count."""
+    tied p_t may fall in neighbouring bins): p_t_mean, w_mean, w_median, w_sd, w_p10, w_p90, count."""
     if not 1 <= bins <= len(frame):
         raise ValueError(f"bins: need 1 ≤ bins ≤ {len(frame)} examples, got {bins}")
     order = np.argsort(frame["p_t"].to_numpy(), kind="stable")
@@ -104,6 +106,7 @@ def binned_rescaling(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     return pd.DataFrame({
         "p_t_mean": grouped["p_t"].mean(),
         "w_mean": grouped["w_formula"].mean(),
+        "w_median": grouped["w_formula"].median(),
         "w_sd": grouped["w_formula"].std(),
         "w_p10": grouped["w_formula"].quantile(0.1),
         "w_p90": grouped["w_formula"].quantile(0.9),
@@ -122,7 +125,8 @@ def spearman(frame: pd.DataFrame) -> float:
 
 
 def rescaling_figure(frames: dict[str, pd.DataFrame], bins: int = 10) -> Figure:
-    """Binned mean w_t against teacher p_t per method, with a shaded 10–90% band; one column."""
+    """Binned median w_t against teacher p_t per method, with a shaded 10–90% band; one column.
+    (The median, not the mean: the 1/(1 − q_t) factor gives w_t heavy tails.)"""
     apply_style()
     figure = Figure(figsize=(COLUMN_WIDTH_IN, 0.8 * COLUMN_WIDTH_IN))
     axes = figure.subplots()
@@ -132,7 +136,7 @@ def rescaling_figure(frames: dict[str, pd.DataFrame], bins: int = 10) -> Figure:
         color = METHOD_COLORS.get(method, "0.3")
         axes.fill_between(binned["p_t_mean"], binned["w_p10"], binned["w_p90"], color=color,
                           alpha=0.2, linewidth=0)
-        axes.plot(binned["p_t_mean"], binned["w_mean"], color=color, label=method,
+        axes.plot(binned["p_t_mean"], binned["w_median"], color=color, label=method,
                   marker=METHOD_MARKERS.get(method, "o"), markersize=3.5,
                   linestyle=_LINESTYLES[position % len(_LINESTYLES)])
     axes.set_xlabel(X_LABEL)
