@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from partialkd.datasets import Dataset, load_dataset
-from partialkd.geometry import block_contrast, correlation_bars, cosine_matrix, matrix_correlation
-from partialkd.geometry import similarity_heatmaps
+from partialkd.datasets import Split, load_dataset
+from partialkd.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
+                                similarity_heatmaps)
 from partialkd.grid import Variant
 from partialkd.io import load_torch, save_json
 from partialkd.models import StackedMLP
@@ -59,11 +59,9 @@ class StudentRun:
         return self.model(x)[self.selected[method][0]]
 
 
-def rescaling_rows(run: StudentRun, teacher: Teacher, dataset: Dataset, tau_squared: bool
-                   ) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
+def rescaling_rows(run: StudentRun, teacher: Teacher, teacher_logits: Tensor, split: Split,
+                   tau_squared: bool) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
     """Per method of the run: Spearman(w_t, p_t) and the formula/autograd gap; the frames."""
-    split = dataset[SPLIT]
-    teacher_logits = teacher.logits(split)
     rows, frames = [], {}
     for method in RESCALING_METHODS:
         if method not in run.selected:
@@ -97,11 +95,12 @@ def analyse(data: str | Path, teacher_source: str | Path, runs: Sequence[str | P
             tau_squared: bool, figure_stem: str | Path) -> dict[str, Any]:
     dataset = load_dataset(data)
     teacher = load_teacher(teacher_source, dataset)
+    teacher_logits = teacher.logits(dataset[SPLIT])
     teacher_matrix = cosine_matrix(teacher.class_weights)
     rescaling, geometry, pooled, heatmaps = [], [], {}, {"teacher": teacher_matrix}
     for index, run_dir in enumerate(runs):
         run = StudentRun.load(run_dir)
-        rows, frames = rescaling_rows(run, teacher, dataset, tau_squared)
+        rows, frames = rescaling_rows(run, teacher, teacher_logits, dataset[SPLIT], tau_squared)
         rescaling += rows
         for method, frame in frames.items():
             pooled.setdefault(method, []).append(frame)
