@@ -36,7 +36,7 @@ def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> Non
     assert report.index("## Claims") < report.index("## Synthetic study")
     for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C10", "C11"):
         assert f"**{claim}**" in report
-    assert "figures/synthetic/gain.png" in report
+    assert "figures/synthetic/gain.png" in report and "figures/synthetic/topk.png" in report
     # the students' analyses: one per γ for the claims' teacher, with their figures in the report
     for gamma in ("0", "0.9"):
         analysis = finished_workflow / f"results/synthetic/analyses/gamma{gamma}/mlp.json"

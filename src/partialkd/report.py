@@ -141,10 +141,18 @@ ANALYSIS_CAPTIONS = {
 }
 
 
+TOPK_CAPTION = ("test accuracy of the `kd_topk` student against k, the number of the teacher's "
+                "classes kept (at each k the other hyperparameters chosen on validation), mean "
+                "and spread over seeds; dashed, the `kd` student with its sd band (C8)")
+
+
 def analysis_figures_section(links: list[str]) -> str:
-    """Each analysis figure (named gamma{γ}_{teacher}_{kind}.png) with its caption."""
+    """Each analysis figure (named gamma{γ}_{teacher}_{kind}.png, or topk.png) with its caption."""
     blocks = []
     for link in links:
+        if Path(link).stem == "topk":
+            blocks.append(f"![kd_topk against k]({link})\n\n*Figure: {TOPK_CAPTION}.*")
+            continue
         condition, teacher, kind = Path(link).stem.split("_", 2)
         gamma = condition.removeprefix("gamma")
         blocks.append(f"![{kind} at γ = {gamma}]({link})\n\n*Figure: γ = {gamma}, teacher "
@@ -278,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--synthetic", nargs=3, metavar=("SUMMARY", "CLAIMS", "FIGURE"),
                         help="the synthetic track's summary.csv, claims.json and gain figure (PNG)")
     parser.add_argument("--analysis-figures", nargs="*", default=[],
-                        help="the synthetic analyses' PNG figures (gamma{γ}_{teacher}_{kind}.png)")
+                        help="the synthetic analyses' PNG figures (topk.png, gamma{γ}_{teacher}_{kind}.png)")
     parser.add_argument("--cifar100", nargs=2, metavar=("SUMMARY", "CLAIMS"),
                         help="the CIFAR-100 track's summary.csv and claims.json")
     parser.add_argument("--out", required=True)

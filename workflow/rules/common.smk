@@ -88,8 +88,9 @@ def report_inputs(wildcards):
     inputs = {"code": CODE["report"]}
     if "synthetic" in TRACKS:
         inputs |= {"synthetic": [rules.synthetic_summary.output.table, rules.synthetic_claims.output[0],
-                                 rules.synthetic_gain_figure.output.png],
-                   "analysis_figures": synthetic_analysis_figures()}
+                                 "paper/figures/synthetic/gain.png"],
+                   "analysis_figures": ["paper/figures/synthetic/topk.png",
+                                        *synthetic_analysis_figures()]}
     if "cifar100" in TRACKS:
         inputs |= {"cifar100": [rules.cifar100_summary.output.table, rules.cifar100_claims.output[0]]}
     return inputs

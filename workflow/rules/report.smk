@@ -60,20 +60,23 @@ rule cifar100_claims:
         " --z {params.claims[z]} --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
-rule synthetic_gain_figure:
+rule synthetic_figure:
     input:
         summary=rules.synthetic_summary.output.table,
         code=CODE["figures"],
     output:
-        png="paper/figures/synthetic/gain.png",
-        pdf="paper/figures/synthetic/gain.pdf",
+        png="paper/figures/synthetic/{figure}.png",
+        pdf="paper/figures/synthetic/{figure}.pdf",
+    wildcard_constraints:
+        figure="gain|topk",
     params:
         error_bars=config["figures"]["error_bars"],
     log:
-        "logs/figures/synthetic_gain.log",
+        "logs/figures/synthetic_{figure}.log",
     shell:
-        "python -m partialkd.figures synthetic-gain --summary {input.summary}"
-        " --error-bars {params.error_bars} --out-stem paper/figures/synthetic/gain 2> {log}"
+        "python -m partialkd.figures synthetic-{wildcards.figure} --summary {input.summary}"
+        " --error-bars {params.error_bars} --out-stem paper/figures/synthetic/{wildcards.figure}"
+        " 2> {log}"
 
 
 rule report:

@@ -1,0 +1,40 @@
+"""Figures computed from hand-made summary tables."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from partialkd.figures import synthetic_topk_figure, topk_by_k
+from partialkd.style import save_figure
+
+
+def topk_summary() -> pd.DataFrame:
+    """Two seeds; at each k two τ values, the better on validation being the worse on test."""
+    rows = []
+    for seed in (0, 1):
+        for k, base in ((2, 0.50), (5, 0.60)):
+            for tau, valid, test in ((1.0, 0.40, base + 0.05), (4.0, 0.45, base + seed / 100)):
+                rows.append({"role": "student", "teacher": "mlp", "gamma": 0.0, "seed": seed,
+                             "method": "kd_topk", "k": k, "tau": tau, "best_valid_acc": valid,
+                             "best_test_acc": test, "selected": k == 5 and tau == 4.0})
+        rows.append({"role": "student", "teacher": "mlp", "gamma": 0.0, "seed": seed, "method": "kd",
+                     "k": None, "tau": 4.0, "best_valid_acc": 0.5, "best_test_acc": 0.55,
+                     "selected": True})
+    return pd.DataFrame(rows)
+
+
+def test_topk_by_k_chooses_each_ks_variant_on_validation() -> None:
+    chosen = topk_by_k(topk_summary()).sort_values(["seed", "k"])
+    assert chosen[["seed", "k"]].values.tolist() == [[0, 2], [0, 5], [1, 2], [1, 5]]
+    assert chosen["accuracy"].round(6).tolist() == [50.0, 60.0, 51.0, 61.0]  # τ = 4, not τ = 1
+
+
+def test_topk_figure_draws_a_panel_per_gamma_with_the_kd_reference(tmp_path) -> None:
+    figure = synthetic_topk_figure(topk_summary(), "sd")
+    (ax,) = figure.axes
+    assert ax.get_title() == "teacher mlp, γ = 0"
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["2", "5"]
+    reference = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert reference and reference[0].get_ydata()[0] == pytest.approx(55.0)
+    save_figure(figure, tmp_path / "topk")
+    assert (tmp_path / "topk.png").stat().st_size > 1000 and (tmp_path / "topk.pdf").is_file()
