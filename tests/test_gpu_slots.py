@@ -57,48 +57,50 @@ def overlapping(a: tuple[str, float, float], b: tuple[str, float, float]) -> boo
     return a[1] < b[2] and b[1] < a[2]
 
 
-@pytest.mark.parametrize("limits", [["--cores", "4", "--resources", "gpu=4"], ["--cores", str(JOBS)]],
-                         ids=["gpu=4", "more-jobs-than-devices"])
-def test_concurrent_jobs_get_distinct_devices(tmp_path: Path, limits: list[str]) -> None:
+def run_jobs(tmp_path: Path, limits: list[str], **extra: str
+             ) -> tuple[subprocess.CompletedProcess[str], list[tuple[str, float, float]]]:
+    """Run SNAKEFILE's jobs under `limits`; each job's (device, start, end)."""
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     result = subprocess.run([sys.executable, "-m", "snakemake", *limits], cwd=tmp_path,
-                            env=env(tmp_path, PARTIALKD_GPU_IDS="0,1,2,3"),
-                            capture_output=True, text=True, timeout=120, check=False)
+                            env=env(tmp_path, **extra), capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = []
     for path in sorted((tmp_path / "jobs").glob("*.txt")):
         (device, start), (end,) = (line.split() for line in path.read_text().splitlines())
         jobs.append((device, float(start), float(end)))
+    return result, jobs
+
+
+def devices_when_the_fourth_started(jobs: list[tuple[str, float, float]]) -> list[str]:
+    """The devices of the jobs running at the moment the fourth job started."""
+    fourth = sorted(start for _, start, _ in jobs)[3]
+    return sorted(device for device, start, end in jobs if start <= fourth < end)
+
+
+@pytest.mark.parametrize("limits", [["--cores", "4", "--resources", "gpu=4"], ["--cores", str(JOBS)]],
+                         ids=["gpu=4", "more-jobs-than-devices"])
+def test_concurrent_jobs_get_distinct_devices(tmp_path: Path, limits: list[str]) -> None:
+    result, jobs = run_jobs(tmp_path, limits, PARTIALKD_GPU_IDS="0,1,2,3")
     assert len(jobs) == JOBS
     assert {device for device, _, _ in jobs} <= {"0", "1", "2", "3"}
     for a, b in combinations(jobs, 2):
         assert not (overlapping(a, b) and a[0] == b[0]), f"two jobs on device {a[0]} at once: {a}, {b}"
     # the moment the last job of the first wave started, four jobs ran, on all four devices
-    starts = sorted(start for _, start, _ in jobs)
-    running = [job for job in jobs if job[1] <= starts[3] < job[2]]
-    assert sorted(device for device, _, _ in running) == ["0", "1", "2", "3"]
+    assert devices_when_the_fourth_started(jobs) == ["0", "1", "2", "3"]
     if "--resources" not in limits:
         assert "waiting" in result.stderr, "two jobs should have waited for a device"
 
 
 def test_jobs_per_gpu_share_devices_evenly(tmp_path: Path) -> None:
     """PARTIALKD_JOBS_PER_GPU=2 on two devices: four jobs at once, two per device, first slots first."""
-    (tmp_path / "Snakefile").write_text(SNAKEFILE)
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4", "--resources", "gpu=4"],
-                            cwd=tmp_path, env=env(tmp_path, PARTIALKD_GPU_IDS="0,1", PARTIALKD_JOBS_PER_GPU="2"),
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = []
-    for path in sorted((tmp_path / "jobs").glob("*.txt")):
-        (device, start), (end,) = (line.split() for line in path.read_text().splitlines())
-        jobs.append((device, float(start), float(end)))
+    _, jobs = run_jobs(tmp_path, ["--cores", "4", "--resources", "gpu=4"],
+                       PARTIALKD_GPU_IDS="0,1", PARTIALKD_JOBS_PER_GPU="2")
     for job in jobs:
         sharing = [other for other in jobs if other is not job and overlapping(job, other)
                    and other[0] == job[0]]
         assert len(sharing) <= 1, f"more than two jobs on device {job[0]} at once"
-    starts = sorted(start for _, start, _ in jobs)
-    running = [job for job in jobs if job[1] <= starts[3] < job[2]]
-    assert sorted(device for device, _, _ in running) == ["0", "0", "1", "1"]
+    assert devices_when_the_fourth_started(jobs) == ["0", "0", "1", "1"]
     bad = wrapped(tmp_path, 1, "true", PARTIALKD_GPU_IDS="0", PARTIALKD_JOBS_PER_GPU="0")
     assert bad.returncode != 0 and "PARTIALKD_JOBS_PER_GPU" in bad.stderr
 
