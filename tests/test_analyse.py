@@ -5,24 +5,35 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import FULL_GRID, student_config
 
-from partialkd.analyse import GEOMETRY_METHODS, RESCALING_METHODS, main
+from partialkd.aggregate import summarise, write_csv
+from partialkd.analyse import GEOMETRY_METHODS, RESCALING_METHODS, analysed_students, main
 from partialkd.claims import FAILS, HOLDS, NOT_RUN, claim_c10, claim_c11
 from partialkd.train import run
 
 
 @pytest.fixture(scope="module")
-def analysis(data_path: Path, teacher_path: Path, student_run,
-             tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    """The analysis of two seeds' student stacks (every method) of the trained teacher."""
+def summary_path(data_path: Path, teacher_path: Path, student_run,
+                 tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The summary of two seeds' student stacks (every method) of the trained teacher."""
     second = tmp_path_factory.mktemp("seed1")
     run(data_path, FULL_GRID, student_config(seed=1), second, teacher=teacher_path,
         tags={"role": "student", "teacher": "mlp"})
+    path = tmp_path_factory.mktemp("summary") / "summary.csv"
+    write_csv(summarise([student_run[0] / "metrics.json", second / "metrics.json"]), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def analysis(data_path: Path, teacher_path: Path, summary_path: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("analysis")
-    main(["--data", str(data_path), "--teacher", str(teacher_path), "--runs", str(student_run[0]),
-          str(second), "--out-json", str(out / "analysis.json"), "--figure-stem", str(out / "gamma0.5_mlp")])
+    main(["--data", str(data_path), "--teacher", str(teacher_path), "--teacher-name", "mlp",
+          "--summary", str(summary_path), "--gamma", "0.5", "--out-json", str(out / "analysis.json"),
+          "--figure-stem", str(out / "gamma0.5_mlp")])
     return json.loads((out / "analysis.json").read_text()), out
 
 
@@ -37,7 +48,7 @@ def test_every_seed_and_method_is_analysed_with_formula_and_autograd_agreeing(an
     geometry = {(row["seed"], row["method"]) for row in result["geometry"]}
     assert geometry == {(seed, method) for seed in (0, 1) for method in GEOMETRY_METHODS}
     assert all(-1 <= row["correlation"] <= 1 for row in result["geometry"])
-    assert result["meta"]["gamma"] == 0.5 and result["meta"]["split"] == "valid"
+    assert result["meta"]["condition"] == 0.5 and result["meta"]["split"] == "valid"
 
 
 def test_selected_variants_are_analysed(analysis, student_run) -> None:
@@ -55,8 +66,17 @@ def test_figures_are_written_with_dotted_stems(analysis) -> None:
             assert (out / f"gamma0.5_mlp_{kind}.{suffix}").stat().st_size > 1000
 
 
+def test_students_of_another_condition_are_refused_by_name(summary_path: Path) -> None:
+    summary = pd.read_csv(summary_path)
+    assert len(analysed_students(summary, "mlp", gamma=0.5)) == 2 * len(set(RESCALING_METHODS + GEOMETRY_METHODS))
+    with pytest.raises(ValueError, match="no selected students of teacher 'oracle'"):
+        analysed_students(summary, "oracle")
+    with pytest.raises(ValueError, match="γ = 0.9"):
+        analysed_students(summary, "mlp", gamma=0.9)
+
+
 def planted(gamma: float, spearman: list[float], correlations: dict[str, list[float]]) -> dict:
-    return {"meta": {"gamma": gamma},
+    return {"meta": {"condition": gamma},
             "rescaling": [{"seed": s, "method": "kd", "spearman": v} for s, v in enumerate(spearman)],
             "geometry": [{"seed": s, "method": m, "correlation": v}
                          for m, values in correlations.items() for s, v in enumerate(values)]}

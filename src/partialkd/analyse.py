@@ -1,115 +1,127 @@
-"""Analyses of trained students (NOTES §5) on the synthetic track: gradient rescaling (C10) and
-logit geometry (C11), for one dataset (one γ) and teacher over the student runs of its seeds.
+"""Analyses of trained students (NOTES §5), on any track: gradient rescaling (C10) and logit
+geometry (C11), for one teacher and the students of one condition (a γ of the synthetic track,
+a student architecture of an image track), over every seed.
 
-`python -m partialkd.analyse --data DATA --teacher MODEL.pt|oracle --runs RUN... --out-json J
---figure-stem STEM` writes J (per seed and method: the Spearman correlation of w_t with the
-teacher's p_t, the largest formula/autograd gap, the correlation of the student's class-vector
-similarities with the teacher's) and STEM_rescaling, STEM_geometry, STEM_geometry_bars (.png/.pdf).
-Each student method is represented by its validation-selected variant, at its
-best-on-validation weights; examples are the validation split.
+`python -m partialkd.analyse --data DATA --teacher MODEL.pt|oracle --teacher-name NAME
+--summary SUMMARY.csv [--student ARCH] [--gamma G] --out-json J --figure-stem STEM` writes J
+(per seed and method: the Spearman correlation of w_t with the teacher's p_t, the largest
+formula/autograd gap, the correlation of the student's class-vector similarities with the
+teacher's) and STEM_rescaling, STEM_geometry, STEM_geometry_bars (.png/.pdf).
+The students are the summary's selected rows (each method's validation-selected grid point per
+seed) taught by NAME or by no teacher, at their best-on-validation weights; the examples are the
+validation split.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from torch import Tensor
 
-from partialkd.datasets import Split, load_dataset
+from partialkd.aggregate import NO_TEACHER, selected_students
+from partialkd.datasets import Dataset, load_dataset
 from partialkd.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
                                 similarity_heatmaps)
-from partialkd.grid import Variant
-from partialkd.io import load_torch, save_json
-from partialkd.models import StackedMLP
+from partialkd.io import save_json
 from partialkd.rescaling import check_agreement, per_example_rescaling, rescaling_figure, spearman
 from partialkd.style import save_figure
-from partialkd.teachers import Teacher, build_model, load_teacher
+from partialkd.trained import Network, checkpoint_networks, teacher_network
 
 RESCALING_METHODS = ("ls", "kd", "kd_pt")  # kd and kd_pt rescale alike; ls is the baseline
 GEOMETRY_METHODS = ("ce", "ls", "kd_sim", "kd", "kd_pt_sim")
 SPLIT = "valid"
 
 
-@dataclass(frozen=True)
-class StudentRun:
-    """One seed's trained stack: best-on-validation weights and each method's selected variant."""
-    seed: int
-    model: StackedMLP
-    selected: dict[str, tuple[int, Variant]]  # method -> (index in the stack, variant)
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> StudentRun:
-        run_dir = Path(run_dir)
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        saved = load_torch(run_dir / "model.pt", "student checkpoint")
-        model = build_model(saved["arch"])
-        model.load_state_dict(saved["best_state"])
-        selected = {method: (index, Variant.from_dict(metrics["variants"][index]))
-                    for method, index in metrics["selected"].items()}
-        return cls(int(metrics["config"]["config"]["seed"]), model.eval(), selected)
-
-    @torch.no_grad()
-    def logits(self, method: str, x: Tensor) -> Tensor:
-        return self.model(x)[self.selected[method][0]]
+def analysed_students(summary: pd.DataFrame, teacher_name: str, student: str | None = None,
+                      gamma: float | None = None) -> pd.DataFrame:
+    """The selected student rows of one condition that the analyses look at, by seed and method."""
+    rows = selected_students(summary)
+    keep = rows["teacher"].isin([teacher_name, NO_TEACHER])
+    keep &= rows["method"].isin(set(RESCALING_METHODS) | set(GEOMETRY_METHODS))
+    if student is not None:
+        keep &= rows["student"] == student
+    if gamma is not None:
+        keep &= rows["gamma"].apply(lambda value: math.isclose(value, gamma))
+    rows = rows[keep]
+    if rows.empty:
+        raise ValueError(f"the summary has no selected students of teacher {teacher_name!r}"
+                         f"{f', student {student!r}' if student else ''}"
+                         f"{f', γ = {gamma:g}' if gamma is not None else ''}: check the names, "
+                         "or re-run the summary step after the students have trained")
+    return rows.sort_values(["seed", "method"])
 
 
-def rescaling_rows(run: StudentRun, teacher: Teacher, teacher_logits: Tensor, split: Split,
-                   tau_squared: bool) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
-    """Per method of the run: Spearman(w_t, p_t) and the formula/autograd gap; the frames."""
+def student_networks(rows: pd.DataFrame, dataset: Dataset) -> dict[int, dict[str, Network]]:
+    """seed -> method -> the selected network (each run's checkpoint is read once)."""
+    networks: dict[int, dict[str, Network]] = {}
+    for run_dir, run_rows in rows.groupby("run", sort=False):
+        in_run = checkpoint_networks(Path(run_dir) / "model.pt", dataset)
+        for row in run_rows.itertuples():
+            if row.variant not in in_run:
+                raise ValueError(f"run {run_dir} has no variant {row.variant!r}: the summary is older "
+                                 "than the run; re-run the summary step")
+            networks.setdefault(int(row.seed), {})[row.method] = in_run[row.variant]
+    return networks
+
+
+def rescaling_rows(seed: int, students: dict[str, Network], teacher: Network, teacher_logits: Tensor,
+                   dataset: Dataset) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
+    """Per method of the seed: Spearman(w_t, p_t) and the formula/autograd gap; the frames."""
     rows, frames = [], {}
+    split = dataset[SPLIT]
     for method in RESCALING_METHODS:
-        if method not in run.selected:
+        if method not in students:
             continue
-        variant = run.selected[method][1]
-        frame = per_example_rescaling(run.logits(method, split.x), teacher_logits, split.labels,
-                                      variant, tau_squared, teacher.class_weights)
-        rows.append({"seed": run.seed, "method": method, "variant": variant.label,
+        student = students[method]
+        frame = per_example_rescaling(student.logits(split), teacher_logits, split.labels,
+                                      student.variant, student.training["tau_squared"],
+                                      teacher.class_weights)
+        rows.append({"seed": seed, "method": method, "variant": student.variant.label,
                      "spearman": spearman(frame), "max_gap": check_agreement(frame),
                      "dropped": frame.attrs["dropped"], "examples": len(frame)})
         frames[method] = frame
     return rows, frames
 
 
-def geometry_rows(run: StudentRun, teacher_matrix: Tensor, groups: Tensor
+def geometry_rows(seed: int, students: dict[str, Network], teacher_matrix: Tensor, groups: Tensor
                   ) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
-    """Per method of the run: the correlation of its class similarities with the teacher's."""
+    """Per method of the seed: the correlation of its class similarities with the teacher's."""
     rows, matrices = [], {}
     for method in GEOMETRY_METHODS:
-        if method not in run.selected:
+        if method not in students:
             continue
-        matrix = cosine_matrix(run.model.class_weights(run.selected[method][0]))
-        rows.append({"seed": run.seed, "method": method, "variant": run.selected[method][1].label,
+        matrix = cosine_matrix(students[method].class_weights)
+        rows.append({"seed": seed, "method": method, "variant": students[method].variant.label,
                      "correlation": matrix_correlation(matrix, teacher_matrix),
                      "block_contrast": block_contrast(matrix, groups)})
         matrices[method] = matrix
     return rows, matrices
 
 
-def analyse(data: str | Path, teacher_source: str | Path, runs: Sequence[str | Path],
-            tau_squared: bool, figure_stem: str | Path) -> dict[str, Any]:
+def analyse(data: str | Path, teacher_source: str | Path, students: pd.DataFrame, condition: float | str,
+            figure_stem: str | Path) -> dict[str, Any]:
+    """Both analyses of the `students` rows (from `analysed_students`) against one teacher;
+    `condition` names them in the claims (a γ, or 'teacher→student')."""
     dataset = load_dataset(data)
-    teacher = load_teacher(teacher_source, dataset)
+    teacher = teacher_network(teacher_source, dataset)
     teacher_logits = teacher.logits(dataset[SPLIT])
     teacher_matrix = cosine_matrix(teacher.class_weights)
     rescaling, geometry, pooled, heatmaps = [], [], {}, {"teacher": teacher_matrix}
-    for index, run_dir in enumerate(runs):
-        run = StudentRun.load(run_dir)
-        rows, frames = rescaling_rows(run, teacher, teacher_logits, dataset[SPLIT], tau_squared)
+    for index, (seed, networks) in enumerate(sorted(student_networks(students, dataset).items())):
+        rows, frames = rescaling_rows(seed, networks, teacher, teacher_logits, dataset)
         rescaling += rows
         for method, frame in frames.items():
             pooled.setdefault(method, []).append(frame)
-        rows, matrices = geometry_rows(run, teacher_matrix, dataset.class_groups)
+        rows, matrices = geometry_rows(seed, networks, teacher_matrix, dataset.class_groups)
         geometry += rows
         if index == 0:
             heatmaps.update({f"student: {m}": matrix for m, matrix in matrices.items()})
     _figures(pooled, heatmaps, dataset.class_groups, pd.DataFrame(geometry), figure_stem)
-    return {"meta": {"gamma": dataset.meta.get("gamma"), "teacher": str(teacher_source),
+    return {"meta": {"condition": condition, "teacher": str(teacher_source),
                      "split": SPLIT, "teacher_block_contrast": block_contrast(teacher_matrix,
                                                                               dataset.class_groups)},
             "rescaling": rescaling, "geometry": geometry}
@@ -129,12 +141,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="the prepared dataset the runs trained on")
     parser.add_argument("--teacher", required=True, help="the teacher's model.pt, or 'oracle'")
-    parser.add_argument("--runs", nargs="+", required=True, help="student run directories (seeds)")
-    parser.add_argument("--no-tau-squared", action="store_true", help="the runs used c(τ) = 1")
+    parser.add_argument("--teacher-name", required=True,
+                        help="the teacher's name in the summary's `teacher` column")
+    parser.add_argument("--summary", required=True, help="the track's summary.csv (selects the students)")
+    parser.add_argument("--student", help="the student architecture (image tracks)")
+    parser.add_argument("--gamma", type=float, help="the class correlation γ (synthetic track)")
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--figure-stem", required=True, help="path prefix of the figures")
     args = parser.parse_args(argv)
-    result = analyse(args.data, args.teacher, args.runs, not args.no_tau_squared, args.figure_stem)
+    students = analysed_students(pd.read_csv(args.summary), args.teacher_name, args.student, args.gamma)
+    condition = args.gamma if args.gamma is not None else f"{args.teacher_name}→{args.student}"
+    result = analyse(args.data, args.teacher, students, condition, args.figure_stem)
     save_json(result, args.out_json)
 
 

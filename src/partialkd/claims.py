@@ -205,7 +205,7 @@ def claim_c10(analyses: Sequence[dict[str, Any]], z: float) -> Claim:
     statement = "w_t rises with the teacher's confidence p_t: Spearman(w_t, p_t) > 0 for kd"
     parts = []
     for analysis in analyses:
-        where = describe(analysis["meta"]["gamma"])
+        where = describe(analysis["meta"]["condition"])
         values = [row["spearman"] for row in analysis["rescaling"]
                   if row["method"] == "kd" and math.isfinite(row["spearman"])]
         if not values:
@@ -224,7 +224,7 @@ def claim_c11(analyses: Sequence[dict[str, Any]], z: float) -> Claim:
                  "ce and ls students' do")
     parts = []
     for analysis in analyses:
-        where = describe(analysis["meta"]["gamma"])
+        where = describe(analysis["meta"]["condition"])
         table = pd.DataFrame(analysis["geometry"]).pivot_table(index="seed", columns="method",
                                                                values="correlation")
         for other in ("ce", "ls"):

@@ -27,8 +27,11 @@ CODE = {
                          "io", "prepare"),
         "aggregate": ("aggregate", "io"),
         "claims": ("claims", "aggregate", "io"),
-        "analyse": ("analyse", "rescaling", "geometry", "teachers", "models", "image_models",
-                    "grid", "targets", "losses", "datasets", "style", "io"),
+        "analyse": ("analyse", "trained", "rescaling", "geometry", "aggregate", "teachers", "models",
+                    "image_models", "image_training", "grid", "targets", "losses", "datasets",
+                    "style", "io"),
+        "diagnose": ("diagnose", "trained", "geometry", "aggregate", "teachers", "models",
+                     "image_models", "image_training", "grid", "datasets", "style", "io"),
         "figures": ("figures", "aggregate", "style", "io"),
         "report": ("report", "claims", "aggregate", "reference", "style", "provenance", "io"),
     }.items()
@@ -49,11 +52,16 @@ def training_args(section):
             f"--lr {section['lr']} --weight-decay {section['weight_decay']}")
 
 
+def synthetic_teacher_source(gamma, teacher):
+    """What `--teacher` takes for a synthetic teacher: its checkpoint, or 'oracle'."""
+    return "oracle" if teacher == "oracle" else rules.synthetic_teacher.output.model.format(gamma=gamma)
+
+
 def teacher_model(wildcards):
     """The teacher checkpoint a student job reads; the oracle needs none."""
     if wildcards.teacher == "oracle":
         return []
-    return rules.synthetic_teacher.output.model.format(gamma=wildcards.gamma)
+    return synthetic_teacher_source(wildcards.gamma, wildcards.teacher)
 
 
 # The CIFAR-100 matrix: every grid point of `cifar100.methods` is a job, named by its slug.
@@ -69,10 +77,28 @@ def cifar_teacher_model(wildcards):
     return rules.cifar100_teacher.output.model.format(teacher_name=wildcards.teacher_name)
 
 
+def full_pairs():
+    """The CIFAR-100 (teacher, student) pairs that train every method: the claims compare on
+    them, and the students' analyses run on them."""
+    return list(dict.fromkeys((p["teacher"], p["student"]) for p in CIFAR["students"]["pairs"]
+                              if "methods" not in p))
+
+
+def diagnosed_teachers(student):
+    """The teachers a CIFAR-100 student architecture learns from, in params order."""
+    return list(dict.fromkeys(p["teacher"] for p in CIFAR["students"]["pairs"] if p["student"] == student))
+
+
+def diagnosed_students():
+    """The CIFAR-100 student architectures taught by several teachers: their teachers' diagnoses
+    (C9, C12) compare the students those teachers produce."""
+    students = dict.fromkeys(p["student"] for p in CIFAR["students"]["pairs"])
+    return [student for student in students if len(diagnosed_teachers(student)) > 1]
+
+
 def full_matrix_pairs():
-    """The CIFAR-100 pairs that train every method: the ones the claims compare on."""
-    pairs = [(p["teacher"], p["student"]) for p in CIFAR["students"]["pairs"] if "methods" not in p]
-    return " ".join(f"--pair {teacher} {student}" for teacher, student in dict.fromkeys(pairs))
+    """The full pairs as `python -m partialkd.claims` options."""
+    return " ".join(f"--pair {teacher} {student}" for teacher, student in full_pairs())
 
 
 def synthetic_analysis_figures():

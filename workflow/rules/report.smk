@@ -2,30 +2,6 @@
 # The report covers the tracks listed in `tracks`.
 
 
-rule synthetic_analysis:
-    input:
-        data=rules.synthetic_dataset.output,
-        teacher=teacher_model,
-        runs=lambda w: expand(rules.synthetic_student_stack.output.metrics, gamma=w.gamma,
-                              teacher=w.teacher, seed=SYN["student"]["seeds"]),
-        code=CODE["analyse"],
-    output:
-        json=f"{SYN_DIR}/analyses/gamma{{gamma}}/{{teacher}}.json",
-        figures=multiext("paper/figures/synthetic/gamma{gamma}_{teacher}", "_rescaling.png",
-                         "_rescaling.pdf", "_geometry.png", "_geometry.pdf", "_geometry_bars.png",
-                         "_geometry_bars.pdf"),
-    params:
-        teacher=lambda w, input: input.teacher or "oracle",
-        runs=lambda w, input: " ".join(os.path.dirname(path) for path in input.runs),
-        tau=lambda w: "" if SYN["student"]["tau_squared"] else "--no-tau-squared",
-    log:
-        "logs/synthetic/analyses/gamma{gamma}/{teacher}.log",
-    shell:
-        "python -m partialkd.analyse --data {input.data} --teacher {params.teacher}"
-        " --runs {params.runs} {params.tau} --out-json {output.json}"
-        " --figure-stem paper/figures/synthetic/gamma{wildcards.gamma}_{wildcards.teacher} 2> {log}"
-
-
 rule synthetic_claims:
     input:
         summary=rules.synthetic_summary.output.table,

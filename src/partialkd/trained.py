@@ -1,0 +1,87 @@
+"""Trained networks as the analyses see them, whatever the track: logits on a split of the
+prepared dataset and the last layer's class vectors.
+
+A run's model.pt holds one network (an image run) or a stack of them (a synthetic run, one per
+grid point); each is loaded at its best-on-validation weights. A teacher is a run's single
+network or, on the synthetic track, the Bayes-optimal oracle.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from partialkd.datasets import Dataset, Split
+from partialkd.grid import Variant
+from partialkd.image_models import build_image_model, classifier
+from partialkd.image_training import DeviceImages, Placement, predict
+from partialkd.io import load_torch
+from partialkd.teachers import ORACLE, build_model, load_teacher
+
+PREDICT_BATCH = 500  # images per forward pass when scoring a whole split
+
+
+@dataclass(frozen=True)
+class Network:
+    """One trained network: its variant and training config (None and {} for the oracle),
+    class vectors [K, h], logits."""
+    variant: Variant | None
+    training: dict[str, Any]
+    class_weights: Tensor
+    forward: Callable[[Split], Tensor]
+
+    def logits(self, split: Split) -> Tensor:
+        """Float logits [N, K] of every example of `split`, in eval mode, on the CPU."""
+        with torch.no_grad():
+            return self.forward(split).detach().cpu()
+
+
+def checkpoint_networks(path: str | Path, dataset: Dataset) -> dict[str, Network]:
+    """Every network of a finished run's model.pt, by variant label (best-on-validation weights)."""
+    saved = load_torch(path, "trained model")
+    arch = saved["arch"]
+    if arch.get("num_classes") != dataset.num_classes:
+        raise ValueError(f"{path} was trained for {arch.get('num_classes')} classes but the dataset "
+                         f"has {dataset.num_classes}: it belongs to another configuration")
+    variants = [Variant.from_dict(v) for v in saved["variants"]]
+    training = saved["fingerprint"]["config"]
+    if arch.get("family") == "image":
+        network = _image_network(arch["name"], saved["best_state"], dataset)
+        return {variants[0].label: Network(variants[0], training, *network)}
+    model = build_model(arch)
+    model.load_state_dict(saved["best_state"])
+    model.requires_grad_(False).eval()
+    return {variant.label: Network(variant, training, model.class_weights(index),
+                                   lambda split, index=index: model(split.x)[index])
+            for index, variant in enumerate(variants)}
+
+
+def teacher_network(source: str | Path, dataset: Dataset) -> Network:
+    """A teacher: 'oracle' (synthetic track) or the model.pt of a single-network run."""
+    if str(source) == ORACLE:
+        oracle = load_teacher(ORACLE, dataset)
+        return Network(None, {}, oracle.class_weights, oracle.logits)
+    networks = checkpoint_networks(source, dataset)
+    if len(networks) != 1:
+        raise ValueError(f"teacher checkpoint {source} holds {len(networks)} networks; a teacher "
+                         "comes from a run with a single variant")
+    return next(iter(networks.values()))
+
+
+def _image_network(arch: str, state: dict[str, Tensor], dataset: Dataset
+                   ) -> tuple[Tensor, Callable[[Split], Tensor]]:
+    """An image network's class vectors and forward pass over a split (on the GPU if any)."""
+    placement = Placement.choose("fp32")
+    model = placement.prepare(build_image_model(arch, dataset.num_classes))
+    model.load_state_dict(state)
+    model.requires_grad_(False).eval()
+    mean, std = dataset.meta["channel_mean"], dataset.meta["channel_std"]
+
+    def forward(split: Split) -> Tensor:
+        return predict(model, DeviceImages(split, mean, std, placement), PREDICT_BATCH, placement)
+
+    return classifier(model).weight.detach().float().cpu(), forward

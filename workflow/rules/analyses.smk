@@ -1,0 +1,131 @@
+# Analyses of trained teachers and students (NOTES §5), computed from checkpoints and the
+# summary's selection, never from training logs: gradient rescaling and logit geometry of the
+# students of one teacher (C10, C11), and the teachers' confidence and class correlations with
+# the students they produce (C9, C12). Figures: paper/figures/<track>/<condition>_<kind>.
+
+ANALYSIS_KINDS = ("rescaling", "geometry", "geometry_bars")
+DIAGNOSIS_KINDS = ("confidence", "tau")
+
+
+def figure_files(track, condition, kinds):
+    """The PNG and PDF files of a condition's figures."""
+    return [f"paper/figures/{track}/{condition}_{kind}.{suffix}" for kind in kinds
+            for suffix in ("png", "pdf")]
+
+
+rule synthetic_analysis:
+    input:
+        data=rules.synthetic_dataset.output,
+        teacher=teacher_model,
+        summary=rules.synthetic_summary.output.table,
+        code=CODE["analyse"],
+    output:
+        json=f"{SYN_DIR}/analyses/gamma{{gamma}}/{{teacher}}.json",
+        figures=figure_files("synthetic", "gamma{gamma}_{teacher}", ANALYSIS_KINDS),
+    params:
+        teacher=lambda w, input: input.teacher or "oracle",
+    log:
+        "logs/synthetic/analyses/gamma{gamma}/{teacher}.log",
+    shell:
+        "python -m partialkd.analyse --data {input.data} --teacher {params.teacher}"
+        " --teacher-name {wildcards.teacher} --summary {input.summary} --gamma {wildcards.gamma}"
+        " --out-json {output.json}"
+        " --figure-stem paper/figures/synthetic/gamma{wildcards.gamma}_{wildcards.teacher} 2> {log}"
+
+
+rule cifar100_analysis:
+    input:
+        data=CIFAR_DATA,
+        teacher=cifar_teacher_model,
+        summary=rules.cifar100_summary.output.table,
+        code=CODE["analyse"],
+    output:
+        json=f"{CIFAR_DIR}/analyses/{{teacher_name}}/{{student_arch}}.json",
+        figures=figure_files("cifar100", "{teacher_name}_{student_arch}", ANALYSIS_KINDS),
+    wildcard_constraints:
+        teacher_name="|".join(CIFAR["teachers"]),
+        student_arch="|".join(student for _, student in full_pairs()),
+    resources:
+        gpu=1,
+    log:
+        "logs/cifar100/analyses/{teacher_name}/{student_arch}.log",
+    shell:
+        "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
+        " python -m partialkd.analyse --data {input.data} --teacher {input.teacher}"
+        " --teacher-name {wildcards.teacher_name} --summary {input.summary}"
+        " --student {wildcards.student_arch} --out-json {output.json}"
+        " --figure-stem paper/figures/cifar100/{wildcards.teacher_name}_{wildcards.student_arch} 2> {log}"
+
+
+rule synthetic_diagnosis:
+    input:
+        data=rules.synthetic_dataset.output,
+        teachers=lambda w: [synthetic_teacher_source(w.gamma, t) for t in SYN["teachers"]
+                            if t != "oracle"],
+        summary=rules.synthetic_summary.output.table,
+        code=CODE["diagnose"],
+    output:
+        json=f"{SYN_DIR}/diagnoses/gamma{{gamma}}.json",
+        figures=figure_files("synthetic", "gamma{gamma}", DIAGNOSIS_KINDS),
+    params:
+        teachers=lambda w: " ".join(f"{t}={synthetic_teacher_source(w.gamma, t)}"
+                                    for t in SYN["teachers"]),
+    log:
+        "logs/synthetic/diagnoses/gamma{gamma}.log",
+    shell:
+        "python -m partialkd.diagnose --data {input.data} --teachers {params.teachers}"
+        " --summary {input.summary} --gamma {wildcards.gamma} --out-json {output.json}"
+        " --figure-stem paper/figures/synthetic/gamma{wildcards.gamma} 2> {log}"
+
+
+rule cifar100_diagnosis:
+    input:
+        data=CIFAR_DATA,
+        teachers=lambda w: [rules.cifar100_teacher.output.model.format(teacher_name=t)
+                            for t in diagnosed_teachers(w.student_arch)],
+        summary=rules.cifar100_summary.output.table,
+        code=CODE["diagnose"],
+    output:
+        json=f"{CIFAR_DIR}/diagnoses/{{student_arch}}.json",
+        figures=figure_files("cifar100", "{student_arch}", DIAGNOSIS_KINDS),
+    params:
+        teachers=lambda w, input: " ".join(f"{t}={path}" for t, path in
+                                           zip(diagnosed_teachers(w.student_arch), input.teachers)),
+    resources:
+        gpu=1,
+    log:
+        "logs/cifar100/diagnoses/{student_arch}.log",
+    shell:
+        "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
+        " python -m partialkd.diagnose --data {input.data} --teachers {params.teachers}"
+        " --summary {input.summary} --student {wildcards.student_arch} --out-json {output.json}"
+        " --figure-stem paper/figures/cifar100/{wildcards.student_arch} 2> {log}"
+
+
+def analysis_jsons(track):
+    """The students' analyses of a track: per γ (synthetic, the claims' teacher) or full pair."""
+    if track == "synthetic":
+        return expand(rules.synthetic_analysis.output.json, gamma=GAMMAS,
+                      teacher=config["claims"]["teacher"])
+    return [rules.cifar100_analysis.output.json.format(teacher_name=teacher, student_arch=student)
+            for teacher, student in full_pairs()]
+
+
+def diagnosis_jsons(track):
+    """The teachers' diagnoses of a track: per γ (synthetic) or per student taught by several."""
+    if track == "synthetic":
+        return expand(rules.synthetic_diagnosis.output.json, gamma=GAMMAS)
+    return [rules.cifar100_diagnosis.output.json.format(student_arch=student)
+            for student in diagnosed_students()]
+
+
+def analysis_figures(track):
+    """The PNG figures of a track's analyses and diagnoses, for the report."""
+    if track == "synthetic":
+        conditions = [(f"gamma{g}_{config['claims']['teacher']}", ANALYSIS_KINDS) for g in GAMMAS]
+        conditions += [(f"gamma{g}", DIAGNOSIS_KINDS) for g in GAMMAS]
+    else:
+        conditions = [(f"{teacher}_{student}", ANALYSIS_KINDS) for teacher, student in full_pairs()]
+        conditions += [(student, DIAGNOSIS_KINDS) for student in diagnosed_students()]
+    return [path for condition, kinds in conditions for path in figure_files(track, condition, kinds)
+            if path.endswith(".png")]
