@@ -22,6 +22,8 @@ from partialkd.claims import (
     Interval,
     approximately,
     at_least,
+    claim_c9,
+    claim_c12,
     combine,
     evaluate,
     greater,
@@ -435,3 +437,119 @@ def test_summarise_refuses_an_unreadable_metrics_file(tmp_path, two_runs):
     with pytest.raises(ValueError, match="cannot read run metrics"):
         summarise([tmp_path / "absent" / "metrics.json"])
 
+
+# ----------------------------------------------------- C9 and C12: teachers' diagnoses
+
+
+def teacher(name: str, method: str = "ce", architecture: str | None = "resnet56",
+            parameters: int | None = 860_000, p_t_mean: float = 0.9) -> dict:
+    return {"name": name, "method": method, "architecture": architecture, "parameters": parameters,
+            "p_t_mean": p_t_mean, "p_t_ge_0.9": p_t_mean - 0.1, "entropy": 1 - p_t_mean}
+
+
+def diagnosis(teachers: list[dict], kd_points: dict[str, list[float]] | None = None,
+              size_pairs: list[dict] | None = None, condition="teachers→resnet20") -> dict:
+    """A planted diagnosis JSON (partialkd.diagnose's layout): kd students' accuracy per seed, in
+    points, of each named teacher."""
+    students = [{"teacher": name, "method": "kd", "seed": seed, "test_acc": points / 100}
+                for name, values in (kd_points or {}).items() for seed, points in enumerate(values)]
+    students += [{"teacher": "none", "method": "ce", "seed": seed, "test_acc": 0.5} for seed in range(3)]
+    return {"meta": {"condition": condition}, "teachers": teachers, "students": students,
+            "size_pairs": size_pairs or []}
+
+
+PLAIN_AND_SMOOTHED = [teacher("resnet56"), teacher("resnet56_ls", "ls", p_t_mean=0.6),
+                      teacher("resnet110", architecture="resnet110", parameters=1_700_000)]
+
+
+@pytest.mark.parametrize(("smoothed_points", "expected"), [
+    ([70.0, 71.5, 69.4], HOLDS),      # 2 points below the plain teacher's students, every seed
+    ([73.0, 74.6, 72.5], FAILS),      # 1 point above
+    ([72.5, 72.5, 70.5], INCONCLUSIVE),
+])
+def test_c9_compares_kd_students_of_plain_and_smoothed_teachers(smoothed_points, expected):
+    planted = diagnosis(PLAIN_AND_SMOOTHED, {"resnet56": [72.0, 73.5, 71.4], "resnet56_ls": smoothed_points,
+                                             "resnet110": [10.0, 10.0, 10.0]})
+    claim = claim_c9([planted], Z, MARGIN)
+    assert claim.id == "C9" and claim.verdict == expected
+    [evidence] = claim.evidence  # resnet110 has no smoothed twin: no comparison
+    assert evidence.startswith("teachers→resnet20: kd students of resnet56 − of resnet56_ls "
+                               "(resnet56) = ")
+    assert "mean p_t 0.900 vs 0.600" in evidence and evidence.count(expected) == 1
+
+
+def test_c9_pairs_seeds_and_skips_conditions_without_a_smoothed_teacher():
+    planted = diagnosis(PLAIN_AND_SMOOTHED, {"resnet56": [72.0, 60.0, 71.0, 80.0],
+                                             "resnet56_ls": [70.0, 58.0, 69.0]})  # seed 3: plain only
+    synthetic = diagnosis([teacher("mlp", architecture="mlp-32"), teacher("oracle", "oracle", None, None)],
+                          {"mlp": [1.0, 2.0]}, condition=0.5)
+    claim = claim_c9([planted, synthetic], Z, MARGIN)
+    assert claim.verdict == HOLDS
+    assert "+2.00 pts [+2.00, +2.00] (seed sd 0.00, n = 3)" in claim.evidence[0]
+    assert claim.evidence[1] == "γ = 0.5: no label-smoothed teacher with a plain one of its architecture"
+
+
+@pytest.mark.parametrize(("teachers", "kd_points", "reason"), [
+    (PLAIN_AND_SMOOTHED[::2], {"resnet56": [1.0]}, "no label-smoothed teacher"),
+    (PLAIN_AND_SMOOTHED[1:], {"resnet110": [1.0], "resnet56_ls": [1.0]},
+     "no label-smoothed teacher"),  # a smoothed teacher of another architecture
+    (PLAIN_AND_SMOOTHED, None, "needs the kd students of both resnet56 and resnet56_ls"),
+    (PLAIN_AND_SMOOTHED, {"resnet56": [72.0], "resnet56_ls": []}, "needs the kd students of both"),
+])
+def test_c9_is_not_run_without_a_teacher_pair_or_students(teachers, kd_points, reason):
+    claim = claim_c9([diagnosis(teachers, kd_points)], Z, MARGIN)
+    assert claim.verdict == NOT_RUN and reason in " ".join(claim.evidence)
+
+
+def size_pair(smaller: str, larger: str, mean: float, se: float = 0.002, n: int = 5000) -> dict:
+    return {"smaller": smaller, "larger": larger, "smaller_parameters": 1, "larger_parameters": 2,
+            "mean": mean, "se": se, "n": n}
+
+
+SIZED = [teacher("resnet56", p_t_mean=0.8),
+         teacher("resnet110", architecture="resnet110", parameters=1_700_000, p_t_mean=0.85),
+         teacher("resnet32x4", architecture="resnet32x4", parameters=7_400_000, p_t_mean=0.9)]
+
+
+@pytest.mark.parametrize(("means", "expected"), [
+    ((0.05, 0.05), HOLDS),
+    ((0.05, -0.01), FAILS),     # the largest step lowers p_t
+    ((0.05, 0.003), INCONCLUSIVE),  # 0.003 ± 2 × 0.002 straddles 0
+])
+def test_c12_needs_every_size_step_to_raise_p_t(means, expected):
+    pairs = [size_pair("resnet56", "resnet110", means[0]), size_pair("resnet110", "resnet32x4", means[1])]
+    claim = claim_c12([diagnosis(SIZED, size_pairs=pairs)], Z)
+    assert claim.id == "C12" and claim.verdict == expected
+    assert claim.evidence[0] == (
+        "teachers→resnet20: resnet110 (1,700,000 parameters; mean p_t 0.850, 75% of p_t ≥ 0.9) − "
+        "resnet56 (860,000 parameters; mean p_t 0.800, 70% of p_t ≥ 0.9): p_t difference +0.0500 "
+        "[+0.0460, +0.0540] (SE 0.0020, n = 5000 examples) → holds")
+
+
+def test_c12_is_not_run_with_fewer_than_two_plain_sizes():
+    claim = claim_c12([diagnosis(SIZED[:1] + [teacher("oracle", "oracle", None, None)], condition=0.0)], Z)
+    assert claim.verdict == NOT_RUN
+    assert claim.evidence == ["γ = 0: fewer than two plain teachers of different sizes"]
+    assert claim_c12([], Z).verdict == NOT_RUN
+
+
+def test_interval_of_a_mean_with_its_standard_error():
+    interval = Interval.of_mean(0.5, 0.1, 16, z=2.0)
+    assert (interval.mean, interval.n) == (0.5, 16)
+    assert interval.std == pytest.approx(0.4)
+    assert (interval.low, interval.high) == (pytest.approx(0.3), pytest.approx(0.7))
+
+
+def test_claims_command_reads_diagnoses(tmp_path):
+    csv = tmp_path / "summary.csv"
+    pair_summary(PAIR_EFFECTS).to_csv(csv, index=False)
+    points = {"resnet56": [72.0, 73.5, 71.4], "resnet56_ls": [70.0, 71.5, 69.4]}
+    planted = diagnosis(PLAIN_AND_SMOOTHED, points, [size_pair("resnet56", "resnet110", 0.05)])
+    (tmp_path / "diagnosis.json").write_text(json.dumps(planted))
+    out = tmp_path / "claims.json"
+    main(["--summary", str(csv), "--pair", "resnet56", "resnet20", "--diagnoses",
+          str(tmp_path / "diagnosis.json"), "--z", str(Z), "--margin", str(MARGIN), "--out", str(out)])
+    claims = json.loads(out.read_text())["claims"]
+    assert [(c["id"], c["verdict"]) for c in claims] == [
+        ("C1", HOLDS), ("C2", HOLDS), ("C3", HOLDS), ("C4", HOLDS), ("C8", HOLDS), ("C9", HOLDS),
+        ("C12", HOLDS)]

@@ -8,7 +8,9 @@ best-on-validation checkpoint, in percentage points), summarised as mean ± z·S
 anything else is "inconclusive" (more seeds would decide it); a claim whose methods or
 conditions are missing from the results is "not run". A claim must hold under every condition
 (each γ of the synthetic track, each teacher→student pair of an image track).
-`python -m partialkd.claims --summary summary.csv (--teacher T | --pair T S ...) ... --out claims.json`.
+`python -m partialkd.claims --summary summary.csv (--teacher T | --pair T S ...) [--analyses J ...]
+[--diagnoses J ...] ... --out claims.json`: C10 and C11 need the students' analyses
+(`partialkd.analyse`), C9 and C12 the teachers' diagnoses (`partialkd.diagnose`).
 """
 from __future__ import annotations
 
@@ -46,6 +48,11 @@ class Interval:
         half = z * std / math.sqrt(len(values))
         return cls(float(values.mean()), std, len(values), float(values.mean() - half),
                    float(values.mean() + half))
+
+    @classmethod
+    def of_mean(cls, mean: float, se: float, n: int, z: float) -> Interval:
+        """The interval of a mean known by its standard error (std = SE·√n)."""
+        return cls(mean, se * math.sqrt(n), n, mean - z * se, mean + z * se)
 
     def text(self, unit: str = " pts") -> str:
         return (f"{self.mean:+.2f}{unit} [{self.low:+.2f}, {self.high:+.2f}] "
@@ -238,13 +245,88 @@ def claim_c11(analyses: Sequence[dict[str, Any]], z: float) -> Claim:
     return Claim("C11", statement, combine([v for v, _ in parts]), [e for _, e in parts])
 
 
-def evaluate(data: Comparisons, synthetic: bool,
-             analyses: Sequence[dict[str, Any]] = ()) -> list[Claim]:
+def claim_c9(diagnoses: Sequence[dict[str, Any]], z: float, margin: float) -> Claim:
+    """Per condition of the teachers' diagnoses (`partialkd.diagnose`), each label-smoothed
+    teacher against each plain (ce) teacher of the same architecture: their kd students'
+    per-seed test accuracy, plain − LS, in points."""
+    statement = ("a teacher trained with label smoothing distils worse than a plain one of the "
+                 "same architecture: kd students' accuracy, plain − LS > 0")
+    parts, skipped = [], []
+    for diagnosis in diagnoses:
+        where = describe(diagnosis["meta"]["condition"])
+        teachers = diagnosis["teachers"]
+        pairs = [(plain, smoothed) for smoothed in teachers if smoothed["method"] == "ls"
+                 for plain in teachers
+                 if plain["method"] == "ce" and plain["architecture"] == smoothed["architecture"]]
+        if not pairs:
+            skipped.append(f"{where}: no label-smoothed teacher with a plain one of its architecture")
+        parts += [_c9_part(where, plain, smoothed, _kd_points(diagnosis), z, margin)
+                  for plain, smoothed in pairs]
+    verdict = combine([v for v, _ in parts])
+    return Claim("C9", statement, verdict, [e for _, e in parts] + skipped or ["no teacher diagnoses"])
+
+
+def _kd_points(diagnosis: dict[str, Any]) -> pd.DataFrame:
+    """The diagnosis's kd students' test accuracy in points, rows seed, columns teacher."""
+    rows = [row for row in diagnosis["students"] if row["method"] == "kd"]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).pivot_table(index="seed", columns="teacher", values="test_acc") * 100
+
+
+def _c9_part(where: str, plain: dict[str, Any], smoothed: dict[str, Any], points: pd.DataFrame,
+             z: float, margin: float) -> tuple[str, str]:
+    a, b = plain["name"], smoothed["name"]
+    if not {a, b} <= set(points.columns):
+        return NOT_RUN, f"{where}: needs the kd students of both {a} and {b}"
+    differences = (points[a] - points[b]).dropna().to_numpy()
+    if len(differences) == 0:
+        return NOT_RUN, f"{where}: no seed has kd students of both {a} and {b}"
+    interval = Interval.of(differences, z)
+    verdict = greater(interval, margin)
+    return verdict, (f"{where}: kd students of {a} − of {b} ({plain['architecture']}) = "
+                     f"{interval.text()} → {verdict}; teachers' mean p_t {plain['p_t_mean']:.3f} vs "
+                     f"{smoothed['p_t_mean']:.3f}, mean entropy {plain['entropy']:.2f} vs "
+                     f"{smoothed['entropy']:.2f} nats")
+
+
+def claim_c12(diagnoses: Sequence[dict[str, Any]], z: float) -> Claim:
+    """Per condition, each consecutive pair of plain (ce) teachers by size: the per-example
+    p_t(larger) − p_t(smaller) on the validation split, mean ± z·SE (SE over examples)."""
+    statement = ("a larger (plain) teacher's p_t distribution is more concentrated near 1: "
+                 "per-example p_t, larger − smaller teacher, > 0 for every size step")
+    parts, skipped = [], []
+    for diagnosis in diagnoses:
+        where = describe(diagnosis["meta"]["condition"])
+        teachers = {row["name"]: row for row in diagnosis["teachers"]}
+        if not diagnosis["size_pairs"]:
+            skipped.append(f"{where}: fewer than two plain teachers of different sizes")
+        for pair in diagnosis["size_pairs"]:
+            interval = Interval.of_mean(pair["mean"], pair["se"], pair["n"], z)
+            verdict = greater(interval, 0.0)
+            parts.append((verdict, f"{where}: {_confidence(teachers[pair['larger']])} − "
+                                   f"{_confidence(teachers[pair['smaller']])}: p_t difference "
+                                   f"{interval.mean:+.4f} [{interval.low:+.4f}, {interval.high:+.4f}] "
+                                   f"(SE {pair['se']:.4f}, n = {pair['n']} examples) → {verdict}"))
+    verdict = combine([v for v, _ in parts])
+    return Claim("C12", statement, verdict, [e for _, e in parts] + skipped or ["no teacher diagnoses"])
+
+
+def _confidence(teacher: dict[str, Any]) -> str:
+    return (f"{teacher['name']} ({teacher['parameters']:,} parameters; mean p_t "
+            f"{teacher['p_t_mean']:.3f}, {teacher['p_t_ge_0.9']:.0%} of p_t ≥ 0.9)")
+
+
+def evaluate(data: Comparisons, synthetic: bool, analyses: Sequence[dict[str, Any]] = (),
+             diagnoses: Sequence[dict[str, Any]] = ()) -> list[Claim]:
     """The claims that apply to the track, in the order of their ids; C10 and C11 when the
-    analyses of the students (`partialkd.analyse`) are given."""
+    analyses of the students (`partialkd.analyse`) are given, C9 and C12 when the teachers'
+    diagnoses (`partialkd.diagnose`) are."""
     claims = [claim(data) for claim in GENERAL_CLAIMS + (SYNTHETIC_CLAIMS if synthetic else ())]
     if analyses:
         claims += [claim_c10(analyses, data.z), claim_c11(analyses, data.z)]
+    if diagnoses:
+        claims += [claim_c9(diagnoses, data.z, data.margin), claim_c12(diagnoses, data.z)]
     return sorted(claims, key=lambda claim: int(claim.id[1:]))
 
 
@@ -258,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        help="image tracks: a teacher and student architecture to compare on (repeatable)")
     parser.add_argument("--analyses", nargs="*", default=[],
                         help="analysis JSON files of partialkd.analyse (for C10 and C11)")
+    parser.add_argument("--diagnoses", nargs="*", default=[],
+                        help="diagnosis JSON files of partialkd.diagnose (for C9 and C12)")
     parser.add_argument("--z", type=float, required=True)
     parser.add_argument("--margin", type=float, required=True, help="equivalence margin, points")
     parser.add_argument("--out", required=True)
@@ -270,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         data = Comparisons.pairs(summary, [tuple(pair) for pair in args.pair], args.z, args.margin)
         scope_text = "per teacher→student pair: " + ", ".join(f"{t}→{s}" for t, s in args.pair)
     analyses = [json.loads(Path(path).read_text()) for path in args.analyses]
-    claims = evaluate(data, synthetic=bool(args.teacher), analyses=analyses)
+    diagnoses = [json.loads(Path(path).read_text()) for path in args.diagnoses]
+    claims = evaluate(data, synthetic=bool(args.teacher), analyses=analyses, diagnoses=diagnoses)
     save_json({"scope": scope_text, "z": args.z, "margin": args.margin,
                "claims": [asdict(claim) for claim in claims]}, args.out)
 

@@ -93,8 +93,10 @@ def teacher_probability_correlation(teacher_logits: Tensor, tau: float) -> Tenso
 
 
 def similarity_heatmaps(matrices: Mapping[str, Tensor], class_groups: Tensor,
-                        titles: Mapping[str, str] | None = None) -> plt.Figure:
-    """One heatmap per model, classes ordered by group, on one colour scale centred on 0.
+                        titles: Mapping[str, str] | None = None, columns: int = 3,
+                        label: str = "similarity") -> plt.Figure:
+    """One heatmap per model, classes ordered by group, on one colour scale centred on 0,
+    `columns` panels to a row; `label` names the colour bar.
 
     The scale spans the largest off-diagonal |value| so that small similarities stay visible
     (the unit diagonal saturates). `titles` maps a key of `matrices` to its panel title.
@@ -105,7 +107,7 @@ def similarity_heatmaps(matrices: Mapping[str, Tensor], class_groups: Tensor,
     order = group_order(class_groups)
     ordered = {name: reorder(m, order).detach().cpu().double().numpy() for name, m in matrices.items()}
     limit = _off_diagonal_limit(ordered.values())
-    ncols = min(3, len(ordered))
+    ncols = min(columns, len(ordered))
     nrows = math.ceil(len(ordered) / ncols)
     panel_in = 2 * COLUMN_WIDTH_IN / (ncols + 0.5)  # leave room for the colour bar
     figure, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
@@ -116,7 +118,7 @@ def similarity_heatmaps(matrices: Mapping[str, Tensor], class_groups: Tensor,
         ax.set_title((titles or {}).get(name, name))
     for ax in axes.flat[len(ordered):]:
         ax.set_visible(False)
-    figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, extend="max", label="similarity")
+    figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, extend="max", label=label)
     return figure
 
 
