@@ -5,29 +5,23 @@ loaded after its MD5 matched the published one: a pickle can run code, a checksu
 """
 from __future__ import annotations
 
-import hashlib
-import http.client
 import logging
 import pickle
 import tarfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from partialkd.datasets import Dataset, Split
-from partialkd.io import atomic_write
+from partialkd.downloads import fetch, verify_md5
 from partialkd.prepare import derived_seed
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
-TIMEOUT_S = 30  # for the connection and for each read: a dead network fails fast
-CHUNK = 1 << 20
+WHAT = "CIFAR-100 archive"
 ROOT = "cifar-100-python"
 SHAPE = (3, 32, 32)  # each row of `data`: the R plane, then G, then B, each 32 x 32 row-major
 SPLIT_KEY = 100  # derived_seed(split_seed, SPLIT_KEY) draws the validation split
@@ -51,79 +45,15 @@ class Archive:
     coarse_names: list[str]
 
 
-def file_md5(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_md5(path: str | Path, md5: str) -> None:
-    """Raise a ValueError saying what to do if the file at `path` does not have MD5 `md5`."""
-    actual = file_md5(path)
-    if actual != md5:
-        raise ValueError(f"CIFAR-100 archive {path} has MD5 {actual}, expected {md5}: it is corrupt, "
-                         "truncated or another file. Delete it and re-run to download it again, or "
-                         f"put the right file there (from {URL})")
-
-
 def fetch_archive(path: str | Path, url: str = URL, md5: str = MD5, download: bool = True) -> Path:
     """The verified archive at `path`, downloaded from `url` first if it is missing."""
-    path = Path(path)
-    if path.exists():
-        verify_md5(path, md5)
-        log.info("CIFAR-100 archive %s verified (MD5 %s)", path, md5)
-        return path
-    if not download:
-        raise FileNotFoundError(f"CIFAR-100 archive not found at {path} and downloading is off: "
-                                f"put the archive from {url} there (MD5 {md5}) and re-run")
-    log.info("downloading %s to %s", url, path)
-    try:
-        response = urllib.request.urlopen(url, timeout=TIMEOUT_S)
-    except (OSError, ValueError, http.client.HTTPException) as error:
-        raise _download_failed(url, path, md5, error) from error
-    with response:
-        total = int(response.headers.get("Content-Length") or 0)
-        atomic_write(path, lambda handle: _receive(response.read, handle, total, url, path, md5))
-    log.info("CIFAR-100 archive %s downloaded and verified (MD5 %s)", path, md5)
-    return path
-
-
-def _receive(read: Callable[[int], bytes], handle: IO[bytes], total: int, url: str, path: Path,
-             md5: str) -> None:
-    """Copy the response into `handle`, logging every 10%; refuse it unless its MD5 is `md5`."""
-    digest, done, logged_tenths = hashlib.md5(), 0, 0
-    while True:
-        try:
-            chunk = read(CHUNK)
-        except (OSError, http.client.HTTPException) as error:
-            raise _download_failed(url, path, md5, error) from error
-        if not chunk:
-            break
-        digest.update(chunk)
-        handle.write(chunk)
-        done += len(chunk)
-        if total and done * 10 // total > logged_tenths:
-            logged_tenths = done * 10 // total
-            log.info("downloaded %d%% (%.1f of %.1f MB)", 100 * done // total, done / 1e6, total / 1e6)
-    if total and done != total:
-        raise _download_failed(url, path, md5, f"the connection ended after {done} of {total} bytes")
-    if digest.hexdigest() != md5:
-        raise ValueError(f"the download of {url} has MD5 {digest.hexdigest()}, expected {md5} "
-                         f"({done} bytes received); nothing was written to {path}. Re-run, or put "
-                         "the right archive there by hand")
-
-
-def _download_failed(url: str, path: Path, md5: str, error: object) -> OSError:
-    reason = getattr(error, "reason", None) or error  # a URLError's reason, say "Connection refused"
-    return OSError(f"download of {url} failed ({reason}); nothing was written. Download the "
-                   f"archive by other means and put it at {path} (its MD5 must be {md5}), then re-run")
+    return fetch(path, url, md5, WHAT, log, download)
 
 
 def read_archive(path: str | Path, md5: str = MD5) -> Archive:
     """Verify the archive at `path` against `md5`, then read its train, test and meta pickles."""
-    verify_md5(path, md5)
+    verify_md5(path, md5, WHAT, "Delete it and re-run to download it again, or put the right file "
+                                f"there (from {URL})")
     try:
         with tarfile.open(path, "r:gz") as tar:
             train, test, meta = (_load_member(tar, name, path) for name in ("train", "test", "meta"))

