@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import student_config
 from test_image_training import image_config, make_dataset
 
-from partialkd.datasets import load_dataset, save_dataset
+from partialkd.datasets import as_features, load_dataset, save_dataset
+from partialkd.train import run as run_stack
 from partialkd.metrics import classification_metrics
 from partialkd.train_images import run as run_image
 from partialkd.trained import checkpoint_networks, teacher_network
@@ -31,17 +33,43 @@ def test_each_variant_of_a_stack_scores_its_recorded_best_validation_accuracy(da
     assert networks[metrics["variants"][0]["label"]].training["tau_squared"] is True
 
 
-def test_an_image_run_scores_its_recorded_best_validation_accuracy(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # exact float32 CPU scores
-    data = tmp_path / "data.pt"
-    save_dataset(make_dataset(), data)
-    metrics = run_image(data, {"ce": {}}, image_config(), tmp_path / "run", tags={"role": "teacher"})
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """A tiny image dataset and a resnet8 teacher run on it (CPU, exact float32)."""
+    folder = tmp_path_factory.mktemp("image-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        save_dataset(make_dataset(), folder / "data.pt")
+        metrics = run_image(folder / "data.pt", {"ce": {}}, image_config(), folder / "run",
+                            tags={"role": "teacher"})
+    return folder / "data.pt", folder / "run" / "model.pt", metrics
+
+
+def test_an_image_run_scores_its_recorded_best_validation_accuracy(image_run, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data, model, metrics = image_run
     dataset = load_dataset(data)
-    teacher = teacher_network(tmp_path / "run" / "model.pt", dataset)
+    teacher = teacher_network(model, dataset)
     assert teacher.variant.method == "ce"
     assert teacher.class_weights.shape[0] == dataset.num_classes
     assert valid_accuracy(teacher, dataset) == pytest.approx(metrics["variants"][0]["best"]["valid"]["acc"],
                                                              abs=1e-6)
+
+
+def test_an_mlp_stack_distils_from_an_image_teacher_on_normalised_pixels(image_run, tmp_path,
+                                                                          monkeypatch) -> None:
+    """Fashion-MNIST's layout: a CNN teacher on images, MLP students on the flattened pixels."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data, model, _ = image_run
+    grid = {"ce": {}, "kd": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [1], "alpha": [0.5]}}
+    metrics = run_stack(data, grid, student_config(hidden=(8,), train_size=None), tmp_path, teacher=model)
+    dataset = load_dataset(data)
+    features = as_features(dataset["valid"], dataset.meta).x
+    assert features.shape[1] == 3 * 32 * 32 and abs(float(features.mean())) < 0.5  # normalised
+    networks = checkpoint_networks(tmp_path / "model.pt", dataset)
+    for variant in metrics["variants"]:
+        assert valid_accuracy(networks[variant["label"]], dataset) == pytest.approx(
+            variant["best"]["valid"]["acc"], abs=1e-6)
 
 
 def test_the_oracle_teacher_has_the_posterior_as_probabilities(data_path) -> None:

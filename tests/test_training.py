@@ -442,7 +442,7 @@ def test_teacher_with_several_variants_is_refused(tmp_path, data_path, student_r
 def test_teacher_for_another_dataset_shape_is_refused(tmp_path, teacher_path):
     other = tmp_path / "wider.pt"
     save_dataset(synthetic_dataset(gamma=0.0, **{**TINY_WORLD, "dim": 12}), other)
-    with pytest.raises(ValueError, match="retrain the teacher"):
+    with pytest.raises(ValueError, match="belongs to another configuration"):
         run(other, KD_GRID, tiny_config(), tmp_path / "out", teacher=teacher_path)
 
 

@@ -61,6 +61,18 @@ class Dataset:
             split.posterior is not None for split in self.splits.values())
 
 
+def as_features(split: Split, meta: dict[str, Any]) -> Split:
+    """The split as float feature vectors [N, D], what an MLP takes: images (uint8) scaled to
+    [0, 1], normalised by the training split's channel moments (meta) and flattened; float
+    features (the synthetic track) as they are."""
+    if split.x.is_floating_point():
+        return split
+    shape = (1, -1) + (1,) * (split.x.ndim - 2)  # broadcast over channels
+    mean = torch.tensor(meta["channel_mean"]).view(shape)
+    std = torch.tensor(meta["channel_std"]).view(shape)
+    return Split(((split.x.float() / 255 - mean) / std).flatten(1), split.labels, split.posterior)
+
+
 def save_dataset(dataset: Dataset, path: str | Path) -> None:
     save_torch({
         "splits": {name: split.to_dict() for name, split in dataset.splits.items()},

@@ -1,4 +1,5 @@
-"""The CIFAR model family of the standard knowledge-distillation benchmark (32x32 inputs).
+"""The CIFAR model family of the standard knowledge-distillation benchmark (32x32 inputs), and
+the small CNNs of the Fashion-MNIST track (1x28x28 inputs).
 
 Architectures and sizes follow the benchmark's reference definitions (RepDistiller, Tian et al.
 2020): CIFAR ResNets with basic blocks and a 1x1 conv + BN projection shortcut wherever the
@@ -122,6 +123,23 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
+class SmallCNN(nn.Module):
+    """The Fashion-MNIST teacher (NOTES §4): for 1x28x28 images, two blocks of 3x3 conv (padding
+    1), ReLU and 2x2 max-pool (c1 then c2 channels), then a ReLU hidden layer of 128 units and the
+    classifier. c1, c2 = 16, 32 gives the pilot's 207k parameters."""
+
+    def __init__(self, c1: int, c2: int, num_classes: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.hidden = nn.Linear(c2 * 7 * 7, hidden)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(F.relu(self.hidden(torch.flatten(self.features(x), 1))))
+
+
 def _init_weights(model: nn.Module) -> None:
     """Kaiming-normal convs (fan_out, relu), BN weight 1 / bias 0; Linear keeps its default."""
     for module in model.modules():
@@ -139,6 +157,7 @@ _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     "resnet32x4": partial(CifarResNet, 32, RESNET_X4_WIDTHS),
     "wrn_16_2": partial(WideResNet, 16, 2),
     "wrn_40_2": partial(WideResNet, 40, 2),
+    **{f"cnn_{c1}_{c2}": partial(SmallCNN, c1, c2) for c1, c2 in ((16, 32), (32, 64), (64, 128))},
 }
 ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
 

@@ -1,50 +1,18 @@
-"""Teachers a student distils from: a trained run's model (best-on-validation weights, frozen;
-an MLP stack of one, or an image network) or, on the synthetic track, the Bayes-optimal oracle
-(logits log p(y|x), class vectors = the templates; NOTES §3)."""
+"""Checkpoints of teachers: the checks a teacher's model.pt must pass, and the frozen image network
+the image trainer runs per batch. Trainers and analyses see every teacher, the synthetic
+oracle included, through `partialkd.trained.teacher_network`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from partialkd.datasets import Dataset, Split
 from partialkd.image_models import build_image_model
 from partialkd.io import load_torch
 from partialkd.models import StackedMLP
 
 ORACLE = "oracle"
-
-
-@dataclass(frozen=True)
-class Teacher:
-    model: StackedMLP | None  # None for the oracle
-    class_weights: Tensor  # [K, h] last-layer class vectors (KD-sim's ŵ)
-
-    @torch.no_grad()
-    def logits(self, split: Split) -> Tensor:
-        """Teacher logits v for every example of `split`, [N, K]."""
-        if self.model is None:
-            assert split.posterior is not None, "checked in load_teacher"
-            return split.posterior.clamp_min(torch.finfo(split.posterior.dtype).tiny).log()
-        self.model.eval()
-        return self.model(split.x)[0]
-
-
-def load_teacher(source: str | Path, dataset: Dataset) -> Teacher:
-    """`source` is 'oracle' or the model.pt of a training run with a single model."""
-    if str(source) == ORACLE:
-        if not dataset.has_oracle:
-            raise ValueError("teacher 'oracle' needs a dataset with a known posterior "
-                             "(the synthetic track); give a trained teacher's model.pt instead")
-        return Teacher(None, dataset.oracle_class_vectors)
-    saved = _teacher_checkpoint(source, {"in_dim": dataset["train"].x.shape[1],
-                                         "num_classes": dataset.num_classes})
-    model = build_model(saved["arch"])
-    model.load_state_dict(saved["best_state"])
-    model.requires_grad_(False)
-    return Teacher(model, model.class_weights(0))
 
 
 def load_image_teacher(source: str | Path, num_classes: int) -> nn.Module:

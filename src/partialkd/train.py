@@ -20,14 +20,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from partialkd.datasets import Dataset, Split, load_dataset
+from partialkd.datasets import Dataset, Split, as_features, load_dataset
 from partialkd.grid import Variant, expand_grid
 from partialkd.io import save_json, save_torch
 from partialkd.models import StackedMLP
 from partialkd.prepare import derived_seed
 from partialkd.provenance import provenance
 from partialkd.targets import distils
-from partialkd.teachers import Teacher, load_teacher
+from partialkd.trained import Network, teacher_network
 from partialkd.training import FitResult, Objective, TrainConfig, fit
 
 # Purposes of the seeds derived from a run's seed (the data splits use their own keys).
@@ -47,14 +47,15 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: TrainConfig,
     splits = {**dataset.splits, "train": _train_subset(dataset, config)}
     teacher_model = _load_teacher(teacher, variants, dataset)
     objective = _objective(variants, teacher_model, splits["train"], dataset.num_classes)
-    model = StackedMLP(len(variants), dataset["train"].x.shape[1], config.hidden, dataset.num_classes,
+    splits = {name: as_features(split, dataset.meta) for name, split in splits.items()}
+    model = StackedMLP(len(variants), splits["train"].x.shape[1], config.hidden, dataset.num_classes,
                        torch.Generator().manual_seed(derived_seed(config.seed, INIT_SEED)))
     fingerprint = {"config": asdict(config), "variants": [v.to_dict() for v in variants],
                    "data": sha256(data), "teacher": None if teacher is None else _teacher_id(teacher)}
     result = fit(model, splits, dataset.num_classes, objective, config, out_dir / "resume.pt",
                  fingerprint, torch.Generator().manual_seed(derived_seed(config.seed, ORDER_SEED)),
                  on_epoch_end)
-    arch = {"num_models": len(variants), "in_dim": dataset["train"].x.shape[1],
+    arch = {"num_models": len(variants), "in_dim": splits["train"].x.shape[1],
             "hidden": list(config.hidden), "num_classes": dataset.num_classes}
     return save_run(out_dir, arch, variants, fingerprint, result, dataset, tags)
 
@@ -80,9 +81,9 @@ def _train_subset(dataset: Dataset, config: TrainConfig) -> Split:
     return train.subset(torch.randperm(len(train), generator=generator)[:config.train_size])
 
 
-def _load_teacher(teacher: str | Path | None, variants: list[Variant], dataset: Dataset) -> Teacher | None:
+def _load_teacher(teacher: str | Path | None, variants: list[Variant], dataset: Dataset) -> Network | None:
     require_teacher(variants, teacher)
-    return None if teacher is None else load_teacher(teacher, dataset)
+    return None if teacher is None else teacher_network(teacher, dataset)
 
 
 def require_teacher(variants: list[Variant], teacher: str | Path | None) -> None:
@@ -92,7 +93,7 @@ def require_teacher(variants: list[Variant], teacher: str | Path | None) -> None
         raise ValueError(f"methods {', '.join(needing)} distil from a teacher: pass --teacher")
 
 
-def _objective(variants: list[Variant], teacher: Teacher | None, train: Split,
+def _objective(variants: list[Variant], teacher: Network | None, train: Split,
                num_classes: int) -> Objective:
     """Each variant's target over the whole training set (NOTES §2), built once."""
     teacher_logits = None if teacher is None else teacher.logits(train)

@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from partialkd.datasets import Dataset, Split
+from partialkd.datasets import Dataset, Split, as_features
 from partialkd.grid import Variant
 from partialkd.image_models import build_image_model, classifier
 from partialkd.image_training import DeviceImages, Placement, predict
 from partialkd.io import load_torch
-from partialkd.teachers import ORACLE, build_model, load_teacher
+from partialkd.teachers import ORACLE, build_model
 
 PREDICT_BATCH = 500  # images per forward pass when scoring a whole split
 
@@ -40,13 +40,13 @@ class Network:
             return self.forward(split).detach().cpu()
 
 
-def checkpoint_networks(path: str | Path, dataset: Dataset) -> dict[str, Network]:
-    """Every network of a finished run's model.pt, by variant label (best-on-validation weights)."""
-    saved = load_torch(path, "trained model")
+def checkpoint_networks(path: str | Path, dataset: Dataset, what: str = "trained model"
+                        ) -> dict[str, Network]:
+    """Every network of a finished run's model.pt (`what`, in errors), by variant label, at its
+    best-on-validation weights."""
+    saved = load_torch(path, what)
     arch = saved["arch"]
-    if arch.get("num_classes") != dataset.num_classes:
-        raise ValueError(f"{path} was trained for {arch.get('num_classes')} classes but the dataset "
-                         f"has {dataset.num_classes}: it belongs to another configuration")
+    _check_fits(path, arch, dataset)
     variants = [Variant.from_dict(v) for v in saved["variants"]]
     training = saved["fingerprint"]["config"]
     if arch.get("family") == "image":
@@ -55,21 +55,44 @@ def checkpoint_networks(path: str | Path, dataset: Dataset) -> dict[str, Network
     model = build_model(arch)
     model.load_state_dict(saved["best_state"])
     model.requires_grad_(False).eval()
+
+    def forward(split: Split, index: int) -> Tensor:
+        return model(as_features(split, dataset.meta).x)[index]
+
     return {variant.label: Network(variant, training, model.class_weights(index),
-                                   lambda split, index=index: model(split.x)[index])
+                                   lambda split, index=index: forward(split, index))
             for index, variant in enumerate(variants)}
 
 
 def teacher_network(source: str | Path, dataset: Dataset) -> Network:
-    """A teacher: 'oracle' (synthetic track) or the model.pt of a single-network run."""
+    """A teacher: 'oracle' (the synthetic track's Bayes posterior: logits log p(y|x), class
+    vectors the templates; NOTES §3) or the model.pt of a single-network run."""
     if str(source) == ORACLE:
-        oracle = load_teacher(ORACLE, dataset)
-        return Network(None, {}, oracle.class_weights, oracle.logits)
-    networks = checkpoint_networks(source, dataset)
+        if not dataset.has_oracle:
+            raise ValueError("teacher 'oracle' needs a dataset with a known posterior "
+                             "(the synthetic track); give a trained teacher's model.pt instead")
+        return Network(None, {}, dataset.oracle_class_vectors, _log_posterior)
+    networks = checkpoint_networks(source, dataset, "teacher checkpoint")
     if len(networks) != 1:
         raise ValueError(f"teacher checkpoint {source} holds {len(networks)} networks; a teacher "
                          "comes from a run with a single variant")
     return next(iter(networks.values()))
+
+
+def _log_posterior(split: Split) -> Tensor:
+    assert split.posterior is not None, "checked by has_oracle"
+    return split.posterior.clamp_min(torch.finfo(split.posterior.dtype).tiny).log()
+
+
+def _check_fits(path: str | Path, arch: dict[str, Any], dataset: Dataset) -> None:
+    """Refuse a checkpoint trained for other classes or (an MLP) other input features."""
+    if arch.get("num_classes") != dataset.num_classes:
+        raise ValueError(f"{path} was trained for {arch.get('num_classes')} classes but the dataset "
+                         f"has {dataset.num_classes}: it belongs to another configuration; retrain it")
+    dim = dataset["valid"].x[0].numel()
+    if arch.get("family") is None and arch["in_dim"] != dim:
+        raise ValueError(f"{path} was trained on {arch['in_dim']} input features but the dataset has "
+                         f"{dim}: it belongs to another configuration; retrain it")
 
 
 def _image_network(arch: str, state: dict[str, Tensor], dataset: Dataset

@@ -19,12 +19,12 @@ CODE = {
     step: [f"src/partialkd/{module}.py" for module in modules]
     for step, modules in {
         "prepare": ("prepare", "synthetic", "datasets", "io"),
-        "train": ("train", "training", "models", "losses", "targets", "grid", "metrics",
-                  "teachers", "datasets", "io", "prepare", "image_models"),
+        "train": ("train", "training", "trained", "models", "losses", "targets", "grid", "metrics",
+                  "teachers", "datasets", "io", "prepare", "image_models", "image_training"),
         "prepare_cifar100": ("prepare", "cifar100", "synthetic", "datasets", "io"),
         "train_images": ("train_images", "image_training", "image_models", "train", "training",
-                         "models", "losses", "targets", "grid", "metrics", "teachers", "datasets",
-                         "io", "prepare"),
+                         "trained", "models", "losses", "targets", "grid", "metrics", "teachers",
+                         "datasets", "io", "prepare"),
         "aggregate": ("aggregate", "io"),
         "claims": ("claims", "aggregate", "io"),
         "analyse": ("analyse", "trained", "rescaling", "geometry", "aggregate", "teachers", "models",
