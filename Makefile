@@ -37,4 +37,4 @@ restore: $(STAMP)
 	$(BIN)/snakemake --dry-run --quiet
 
 clean-results:
-	rm -rf results paper/figures paper/REPORT.md .snakemake logs benchmarks
+	rm -rf results paper/figures paper/REPORT.md paper/tables paper/generated paper/main.pdf .snakemake logs benchmarks

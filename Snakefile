@@ -4,6 +4,7 @@
 # Rules are thin: each wires files and parameters into one `python -m partialkd.<step>` command.
 
 configfile: "params.yaml"
+report: "workflow/report/workflow.rst"  # the front page of `snakemake --report report.html`
 
 
 include: "workflow/rules/common.smk"
@@ -24,3 +25,4 @@ rule all:
     default_target: True
     input:
         rules.report.output,
+        PAPER_PDF,

@@ -90,6 +90,10 @@ def test_parameter_changes_rerun_only_what_they_touch(dvc_repo: Path) -> None:
     assert "±0.25 points" in report and "mean ± standard error over" in report
 
 
+# paper/main.pdf exists only where a LaTeX engine is installed: DVC does not version it.
+UNVERSIONED_RULES = {"paper_pdf"}
+
+
 def test_every_snakemake_output_belongs_to_exactly_one_stage(tmp_path: Path) -> None:
     """dvc.yaml and the Snakemake graph agree: each output under one stage's outs, each input a
     dependency of that stage (or its own output), each stage's target a Snakemake rule."""
@@ -106,6 +110,8 @@ def test_every_snakemake_output_belongs_to_exactly_one_stage(tmp_path: Path) -> 
     jobs = planned_jobs(plan.stdout + plan.stderr)
     assert jobs
     for rule, inputs, outputs in jobs:
+        if rule in UNVERSIONED_RULES:
+            continue
         for output in outputs:
             owners = [name for name, paths in outs.items() if any(_under(output, p) for p in paths)]
             assert len(owners) == 1, f"{output} (rule {rule}) lies under the outs of {owners}"
@@ -157,7 +163,9 @@ def test_a_colleague_pulls_every_result_and_has_nothing_to_recompute(dvc_repo: P
     run(clone, "dvc", "pull", check=True)
     assert snakemake(clone, "--touch").returncode == 0
     plan = snakemake(clone, "--dry-run")
-    assert "Nothing to be done" in plan.stdout + plan.stderr
+    # nothing to recompute; only the unversioned PDF is built, where a LaTeX engine is
+    planned = {rule for rule, _, _ in planned_jobs(plan.stdout + plan.stderr)}
+    assert planned <= UNVERSIONED_RULES | {"all"}, plan.stdout[-4000:]
     assert "up to date" in run(clone, "dvc", "status", check=True).stdout
     pattern = "results/**/*.*"
     assert {k: v[0] for k, v in fingerprints(clone, pattern).items()} == {

@@ -1,9 +1,10 @@
-"""Report pieces computed from a hand-made summary table."""
+"""Tables and report pieces computed from a hand-made summary table."""
 from __future__ import annotations
 
 import pandas as pd
 
-from partialkd.report import accuracy_table, edge_selections, markdown_table, pair_table
+from partialkd.report import edge_selections
+from partialkd.tables import accuracy_table, pair_table, selected_variants, to_markdown
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:
@@ -27,7 +28,7 @@ def test_accuracy_table_reports_mean_and_sd_in_percent() -> None:
     table = accuracy_table(summary(rows), "mlp")
     assert table.to_dict("records") == [{"γ": "0.5", "Bayes": "70.00", "teacher": "66.00",
                                          "ce": "51.00 ± 1.41", "kd": "62.00 ± 2.83"}]
-    assert markdown_table(table).splitlines()[1] == "|---|---|---|---|---|"
+    assert to_markdown(table).splitlines()[1] == "|---|---|---|---|---|"
 
 
 CIFAR = {"teachers": {"resnet56": {"arch": "resnet56", "target": {"ce": {}}},
@@ -66,3 +67,12 @@ def test_pair_table_of_a_label_smoothed_teacher_has_no_published_numbers() -> No
     assert list(table.index) == ["teacher", "kd"]
     assert table.loc["kd", "best on valid"] == "61.00 ± 1.41"
     assert (table["published"] == "").all() and table.loc["teacher", "best on valid"] == "not run"
+
+
+def test_selected_variants_count_the_seeds_per_grid_point_in_method_order() -> None:
+    rows = [{"gamma": 0.5, "seed": s, "method": m, "variant": f"{m}-{v}"}
+            for s, v in enumerate("aab") for m in ("kd", "ce")]
+    table = selected_variants(summary(rows), "mlp")
+    assert table.to_dict("records") == [
+        {"γ": "0.5", "method": "ce", "selected on validation (× seeds)": "ce-a ×2, ce-b ×1"},
+        {"γ": "0.5", "method": "kd", "selected on validation (× seeds)": "kd-a ×2, kd-b ×1"}]

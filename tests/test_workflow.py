@@ -1,13 +1,20 @@
 """The real Snakemake workflow, at tiny size, in a copy of the repository's workflow files."""
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from workflow_copy import TINY, copy_workflow, snakemake
+from partialkd.latex import find_engine
+from test_paper import latex_problems
+from workflow_copy import TINY, copy_workflow, deep_merge, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +73,61 @@ def test_bad_configuration_stops_before_any_job(tmp_path: Path, section: str, ke
     assert result.returncode != 0
     assert expected in result.stderr
     assert not (workdir / "results").exists()
+
+
+def test_paper_tables_latex_body_and_pdf(finished_workflow: Path) -> None:
+    paper = finished_workflow / "paper"
+    report = (paper / "REPORT.md").read_text()
+    for name in ("claims", "accuracy", "selected_variants"):
+        assert (paper / f"tables/synthetic/{name}.md").read_text().rstrip() in report
+        assert latex_problems((paper / f"tables/synthetic/{name}.tex").read_text(), paper, tabular=True) == []
+    body = (paper / "generated/body.tex").read_text()
+    assert latex_problems(body, paper) == []
+    assert "\\includegraphics{figures/synthetic/gamma0.9_mlp_rescaling.pdf}" in body
+    assert (paper / "main.pdf").is_file() == (find_engine() is not None)
+
+
+def test_without_a_latex_engine_the_pdf_is_skipped_with_one_notice(finished_workflow: Path,
+                                                                   tmp_path: Path) -> None:
+    for tool in ("which", "bash", "sh"):  # what Snakemake needs from PATH, and no LaTeX engine
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile",
+                             "tiny.yaml", "--dry-run"], cwd=finished_workflow, capture_output=True,
+                            text=True, timeout=300,
+                            env={"PATH": f"{Path(sys.executable).parent}{os.pathsep}{tmp_path}"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert output.count("Skipping paper/main.pdf: no LaTeX engine on PATH") == 1
+    assert "Nothing to be done" in output
+
+
+def test_snakemake_report_gives_html_with_captions(finished_workflow: Path, tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    result = snakemake(finished_workflow, "--configfile", "tiny.yaml", "--report", str(html))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = html.read_text()
+    assert "the number of the teacher's classes kept" in text  # the top-k figure's caption
+    assert "equivalence margin" in text  # the claims' caption
+
+
+def planned_rules(dry_run: subprocess.CompletedProcess[str]) -> set[str]:
+    """The rules of the jobs a dry run plans, from its job statistics."""
+    assert dry_run.returncode == 0, dry_run.stderr[-3000:]
+    stats = (dry_run.stdout + dry_run.stderr).split("Job stats:")[1].split("total")[0]
+    return set(re.findall(r"^(\w+)\s+\d+$", stats, flags=re.MULTILINE))
+
+
+def test_redrawing_after_a_style_or_figure_parameter_change_retrains_nothing(finished_workflow: Path) -> None:
+    style = finished_workflow / "src/partialkd/style.py"
+    original = style.read_text()
+    style.write_text(original + "# a style edit\n")
+    try:
+        restyled = planned_rules(snakemake(finished_workflow, "--configfile", "tiny.yaml", "--dry-run"))
+    finally:
+        style.write_text(original)
+    (finished_workflow / "tiny_se.yaml").write_text(yaml.safe_dump(deep_merge(TINY, {"figures": {"error_bars": "se"}})))
+    replotted = planned_rules(snakemake(finished_workflow, "--configfile", "tiny_se.yaml", "--dry-run"))
+    for plan in (restyled, replotted):
+        assert not [rule for rule in plan if re.search("dataset|teacher|student", rule)], plan
+    assert {"synthetic_figure", "synthetic_analysis", "report"} <= restyled
+    assert replotted - {"paper_pdf", "all"} == {"synthetic_figure", "report"}

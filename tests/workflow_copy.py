@@ -11,7 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore",
-                  ".gitignore", "workflow", "src")
+                  ".gitignore", "workflow", "src", "paper/main.tex")
 TINY = {
     "tracks": ["synthetic"],
     "synthetic": {

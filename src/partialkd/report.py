@@ -1,14 +1,23 @@
-"""The generated report, paper/REPORT.md: claims first, then each track's tables and figures,
-parameters, provenance. Every number comes from the summary tables and claim files.
+"""The generated report: claims first, then each track's tables and figures, parameters,
+provenance. Every number comes from the summary tables and claim files. One document, written
+as paper/REPORT.md and as the LaTeX body that paper/main.tex inputs; every table also as
+Markdown and LaTeX under the tables folder (`<track>/<name>.{md,tex}`).
 
-`python -m partialkd.report --params JSON [--synthetic SUMMARY CLAIMS FIGURE]
-[--cifar100 SUMMARY CLAIMS] --out paper/REPORT.md`
+`python -m partialkd.report --params JSON --track TRACK SUMMARY CLAIMS [--track ...]
+[--figures TRACK PNG... ...] --out paper/REPORT.md --latex paper/generated/body.tex
+--tables paper/tables`
+
+Figures are PNGs named `<kind>.png` (a track's own figures: gain, topk) or
+`<condition>_<kind>.png` (an analysis under one condition); the LaTeX body uses the PDF beside
+each PNG when there is one. Paths in both documents are relative to the folder of --out, where
+paper/main.tex lives too.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,65 +25,93 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from partialkd.aggregate import NO_TEACHER, selected_students
-from partialkd.claims import METRIC
+from partialkd.document import (Block, Bullet, Bullets, Code, Figure, Heading, Paragraph, TableBlock,
+                                render_latex, render_markdown)
 from partialkd.figures import ERROR_BAR_CAPTIONS
 from partialkd.io import atomic_write
 from partialkd.provenance import provenance
-from partialkd.reference import published_cifar100
-from partialkd.style import ordered_methods
+from partialkd.tables import (Table, accuracy_table, claims_table, pair_table, selected_variants,
+                              students_of)
+
+TITLE = "Reproduction report: Understanding and Improving Knowledge Distillation"
+TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-100 (NOTES §4)"}
+
+ANALYSIS_CAPTIONS = {
+    "rescaling": "gradient rescaling w_t (the true-class gradient of the loss divided by CE's) "
+                 "against the teacher's confidence p_t on the validation examples, in ten "
+                 "equal-count bins of p_t: median and 10–90% band, pooled over seeds (NOTES §2, C10)",
+    "geometry": "cosine similarities of the last-layer class vectors, classes ordered by group: "
+                "the teacher and the first seed's students (NOTES §5, C11)",
+    "geometry_bars": "correlation of each student's class-similarity matrix with the teacher's: "
+                     "mean ± sd over seeds, one dot per seed (C11)",
+    "confidence": "histograms of the teacher's p_t on the validation split for plain, "
+                  "label-smoothed and differently sized teachers; right: test accuracy of the kd "
+                  "students they produce, per seed, with the ce student as reference (C9, C12)",
+    "tau": "the teacher's class-probability correlations at low and high τ, classes ordered by "
+           "group/superclass (NOTES §5)",
+}
+TOPK_CAPTION = ("test accuracy of the `kd_topk` student against k, the number of the teacher's "
+                "classes kept (at each k the other hyperparameters chosen on validation), mean "
+                "and spread over seeds; dashed, the `kd` student with its sd band (C8)")
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
+def gain_caption(error_bars: str, seeds: int) -> str:
+    return ("test accuracy of each student method minus that of the `ce` student trained from "
+            "the same seed (paired), against the class correlation γ; "
+            f"{ERROR_BAR_CAPTIONS[error_bars]} over {seeds} seeds")
 
 
-def _bullets(lines: list[str]) -> str:
-    return "\n".join(f"- {line}" for line in lines) if lines else "- none"
+TRACK_FIGURES = ("gain", "topk")  # a track's own figures; the others are <condition>_<kind>
 
 
-def _mean_sd(values: pd.Series) -> str:
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
+def figure_kind(stem: str) -> tuple[str | None, str]:
+    """(condition, kind) of a figure's file stem; the condition of a track's own figure is None.
+    The kind is a known suffix: conditions may contain underscores (`resnet56_ls_resnet20`)."""
+    if stem in TRACK_FIGURES:
+        return None, stem
+    for kind in sorted(ANALYSIS_CAPTIONS, key=len, reverse=True):
+        if stem.endswith(f"_{kind}") and len(stem) > len(kind) + 1:
+            return stem[:-len(kind) - 1], kind
+    raise ValueError(f"figure {stem!r}: expected one of {', '.join(TRACK_FIGURES)} or "
+                     f"<condition>_<kind> with kind in {', '.join(ANALYSIS_CAPTIONS)}")
 
 
-def accuracy_table(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
-    """Test accuracy (%) per γ: Bayes, the teacher, then each student method (mean ± sd over seeds)."""
-    students = _students_of(summary, teacher)
-    methods = ordered_methods(students["method"].unique())
-    rows = []
-    for gamma, at_gamma in students.groupby("gamma"):
-        row = {"γ": f"{gamma:g}", "Bayes": f"{100 * at_gamma['bayes_test_acc'].iloc[0]:.2f}",
-               "teacher": _teacher_accuracy(summary, teacher, gamma)}
-        for method in methods:
-            row[method] = _mean_sd(100 * at_gamma.loc[at_gamma["method"] == method, METRIC])
-        rows.append(row)
-    return pd.DataFrame(rows)
+GAMMA_CONDITION = re.compile(r"gamma(?P<gamma>[0-9.]+)(?:_(?P<teacher>.+))?")
 
 
-def _students_of(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
-    students = selected_students(summary)
-    return students[students["teacher"] == teacher]
+def condition_label(track: str, condition: str, params: dict[str, Any]) -> str:
+    """A condition in words: γ (and teacher) on the synthetic track, a teacher → student pair or
+    a student's teachers on an image track."""
+    if track == "synthetic" and (match := GAMMA_CONDITION.fullmatch(condition)):
+        teacher = f", teacher `{match['teacher']}`" if match["teacher"] else ""
+        return f"γ = {match['gamma']}{teacher}"
+    pairs = [(p["teacher"], p["student"]) for p in params.get(track, {}).get("students", {}).get("pairs", [])]
+    if (pair := next((p for p in pairs if condition == "_".join(p)), None)) is not None:
+        return f"`{pair[0]}` → `{pair[1]}`"
+    if condition in {student for _, student in pairs}:
+        return f"the teachers of `{condition}`"
+    return f"`{condition}`"
 
 
-def _teacher_accuracy(summary: pd.DataFrame, teacher: str, gamma: float) -> str:
-    if teacher == "oracle":
-        return "= Bayes"
-    rows = summary[(summary["role"] == "teacher") & (summary["teacher"] == teacher)
-                   & (summary["gamma"] == gamma)]
-    return f"{100 * rows[METRIC].mean():.2f}"
-
-
-def selected_variants(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
-    """How often each grid point was chosen on validation, per method and γ."""
-    students = _students_of(summary, teacher)
-    counts = students.groupby(["gamma", "method"])["variant"].agg(
-        lambda chosen: ", ".join(f"{v} ×{n}" for v, n in chosen.value_counts().items()))
-    frame = counts.reset_index().rename(columns={"gamma": "γ", "variant": "selected on validation (× seeds)"})
-    frame["order"] = frame["method"].map({m: i for i, m in enumerate(ordered_methods(frame["method"]))})
-    return frame.sort_values(["γ", "order"]).drop(columns="order")
+def figure_blocks(track: str, figures: Sequence[tuple[str, str]], params: dict[str, Any],
+                  seeds: int) -> list[Block]:
+    """A track's own figures, then the analyses' figures grouped by condition (conditions in the
+    given order, kinds in ANALYSIS_CAPTIONS' order), each with its caption; `figures`: (PNG
+    link, LaTeX graphic link) pairs."""
+    blocks: list[Block] = []  # the track's own figures, then the groups
+    by_condition: dict[str, dict[str, Figure]] = {}
+    for png, graphic in figures:
+        condition, kind = figure_kind(Path(png).stem)
+        if condition is None:
+            caption = gain_caption(params["figures"]["error_bars"], seeds) if kind == "gain" else TOPK_CAPTION
+            blocks.append(Figure(png, graphic, caption, alt=kind))
+            continue
+        label = condition_label(track, condition, params)
+        by_condition.setdefault(label, {})[kind] = Figure(
+            png, graphic, f"{label}: {ANALYSIS_CAPTIONS[kind]}", alt=f"{kind}, {label.replace('`', '')}")
+    for label, kinds in by_condition.items():
+        blocks += [Heading(4, label), *(kinds[kind] for kind in ANALYSIS_CAPTIONS if kind in kinds)]
+    return blocks
 
 
 HARD_LIMITS = {"lam": (0.0, 1.0), "k": (1,)}  # values no grid can go beyond
@@ -83,7 +120,7 @@ HARD_LIMITS = {"lam": (0.0, 1.0), "k": (1,)}  # values no grid can go beyond
 def edge_selections(summary: pd.DataFrame, teacher: str, grids: dict[str, dict[str, list]]) -> list[str]:
     """Grid axes whose smallest or largest value was chosen for most seeds at some γ
     (a limit of the parameter itself, like λ = 1, is not an edge of the grid)."""
-    students = _students_of(summary, teacher)
+    students = students_of(summary, teacher)
     notes = []
     for method, axes in grids.items():
         for axis, values in axes.items():
@@ -99,210 +136,170 @@ def edge_selections(summary: pd.DataFrame, teacher: str, grids: dict[str, dict[s
     return notes
 
 
-def claims_section(claims_by_track: dict[str, dict[str, Any]]) -> str:
-    first = next(iter(claims_by_track.values()))
-    lines = [f"Each comparison is a paired per-seed difference of test accuracy (best-on-validation "
-             f"checkpoint), shown as mean [mean ± {first['z']:g}·SE]; equivalence margin "
-             f"±{first['margin']:g} points (rules in `partialkd.claims`). C10 and C11 use the "
-             "students' analyses (Spearman correlations and similarity-matrix correlations, "
-             "unitless); C9 and C12 need the teacher-confidence analyses that come next."]
-    for track, claims in claims_by_track.items():
-        lines += ["", f"### {TRACK_TITLES[track]}", "", f"Compared: {claims['scope']}.", ""]
-        for claim in claims["claims"]:
-            lines.append(f"- **{claim['id']}** ({claim['statement']}): **{claim['verdict']}**")
-            lines += [f"  - {line}" for line in claim["evidence"]]
-    return "\n".join(lines)
+class Report:
+    """The blocks of the report, built from each track's results; tables go to `tables` (a
+    folder relative to the documents)."""
+
+    def __init__(self, params: dict[str, Any], tables: str) -> None:
+        self.params, self.tables_folder = params, tables
+        self.tables: list[Table] = []
+
+    def table(self, table: Table) -> TableBlock:
+        self.tables.append(table)
+        return TableBlock(table, self.tables_folder)
+
+    def claims(self, claims_by_track: dict[str, dict[str, Any]]) -> list[Block]:
+        first = next(iter(claims_by_track.values()))
+        blocks: list[Block] = [Heading(2, "Claims"), Paragraph(
+            "Each comparison is a paired per-seed difference of test accuracy (best-on-validation "
+            f"checkpoint), shown as mean [mean ± {first['z']:g}·SE]; equivalence margin "
+            f"±{first['margin']:g} points (rules in `partialkd.claims`). C10 and C11 use the "
+            "students' analyses (Spearman correlations and similarity-matrix correlations, "
+            "unitless); C9 and C12 use the teachers' diagnoses: the students that a "
+            "label-smoothed or a larger teacher produces, and how concentrated each teacher's "
+            "confidence p_t is.")]
+        for track, claims in claims_by_track.items():
+            blocks += [Heading(3, TRACK_TITLES[track]), Paragraph(f"Compared: {claims['scope']}."),
+                       self.table(Table(f"{track}/claims", "each claim's verdict and the range of its "
+                                        "estimated effects over the conditions (in points of accuracy "
+                                        "where marked pts, otherwise unitless)",
+                                        claims_table(claims), wrap="statement")),
+                       Bullets(tuple(Bullet(f"**{claim['id']}** ({claim['statement']}): "
+                                            f"**{claim['verdict']}**", tuple(claim["evidence"]))
+                                     for claim in claims["claims"]))]
+        return blocks
+
+    def synthetic(self, summary: pd.DataFrame, figures: Sequence[tuple[str, str]]) -> list[Block]:
+        teacher = self.params["claims"]["teacher"]
+        seeds = summary.loc[summary["role"] == "student", "seed"].nunique()
+        return [
+            Heading(2, TRACK_TITLES["synthetic"]),
+            self.table(Table("synthetic/accuracy", "test accuracy (%, expected accuracy under the "
+                             "Bayes posterior) of the best-on-validation checkpoint, mean ± sd over "
+                             f"{seeds} seeds, students of the `{teacher}` teacher",
+                             accuracy_table(summary, teacher))),
+            self.table(Table("synthetic/selected_variants", "the grid points chosen on the "
+                             "validation split, with the number of seeds that chose each",
+                             selected_variants(summary, teacher), wrap="selected on validation (× seeds)")),
+            Paragraph("Choices at the edge of their grid for most seeds (a wider grid in "
+                      "`params.yaml` may move them):"),
+            Bullets(tuple(map(Bullet, edge_selections(summary, teacher,
+                                                      self.params["synthetic"]["methods"])))),
+            Paragraph("The full table, one row per run and variant (with last-epoch metrics, NLL "
+                      "and calibration error; `selected` marks the variant that represents its "
+                      "method), is `results/synthetic/summary.csv`."),
+            *self.figures("synthetic", figures, seeds),
+        ]
+
+    def image_track(self, track: str, summary: pd.DataFrame,
+                    figures: Sequence[tuple[str, str]]) -> list[Block]:
+        section = self.params[track]
+        seeds = len(section["students"]["seeds"])
+        blocks: list[Block] = [Heading(2, TRACK_TITLES[track]), Paragraph(
+            "Top-1 test accuracy (%) per teacher → student pair: the teacher, then each student "
+            "method at its validation-selected grid point (per seed), mean ± sd over up to "
+            f"{seeds} seeds, of the last-epoch weights and of the best-on-validation checkpoint "
+            f"(held-out {section['data']['valid_size']} training images; the test set is never "
+            "used for selection). “published” is the CIFAR-100 KD benchmark's number for the "
+            "same recipe (NOTES §4), where one exists; “Δ” is best-on-validation minus "
+            "published. A cell reads “not run” until its jobs have finished.")]
+        for teacher, student in dict.fromkeys((p["teacher"], p["student"])
+                                              for p in section["students"]["pairs"]):
+            blocks += [Heading(3, f"{teacher} → {student}"),
+                       self.table(Table(f"{track}/accuracy_{teacher}_{student}",
+                                        f"`{teacher}` → `{student}`: top-1 test accuracy (%)",
+                                        pair_table(summary, section, teacher, student)))]
+        blocks.append(Paragraph("The full table, one row per run (every grid point, `selected` "
+                                f"marking the chosen ones), is `results/{track}/summary.csv`."))
+        return blocks + self.figures(track, figures, seeds)
+
+    def figures(self, track: str, figures: Sequence[tuple[str, str]], seeds: int) -> list[Block]:
+        return [Heading(3, "Figures"), *figure_blocks(track, figures, self.params, seeds)] if figures else []
+
+    def parameters(self) -> list[Block]:
+        return [Heading(2, "Parameters"), Paragraph(
+            "Choices that are ours (NOTES §3, §4): the synthetic generator and its β, the sizes, "
+            "the architectures and schedules, the per-method grids, the validation split, and the "
+            "verdict rule of the claims."),
+            Code(yaml.safe_dump(self.params, sort_keys=False, width=100), "yaml")]
 
 
-def provenance_section(summaries: list[pd.DataFrame]) -> str:
+def provenance_lines(summaries: list[pd.DataFrame]) -> list[str]:
     now = provenance()
     runs = pd.concat(summaries).drop_duplicates("run")
     compute_hours = (runs["seconds_per_epoch"] * runs["epochs"]).sum() / 3600
-    return "\n".join([
-        f"- generated: {now['finished_utc']}",
-        f"- code (git commit of the runs): {', '.join(sorted(map(str, runs['git_commit'].unique())))}",
-        f"- packages: {', '.join(f'{k} {v}' for k, v in now['versions'].items())}; Python {now['python']}",
-        f"- devices: {', '.join(sorted(runs['device'].unique()))}",
-        f"- training runs: {len(runs)}; training compute ≈ {compute_hours:.2f} device-hours",
-    ])
+    return [
+        f"generated: {now['finished_utc']}",
+        f"code (git commit of the runs): {', '.join(sorted(map(str, runs['git_commit'].unique())))}",
+        f"packages: {', '.join(f'{k} {v}' for k, v in now['versions'].items())}; Python {now['python']}",
+        f"devices: {', '.join(sorted(runs['device'].unique()))}",
+        f"training runs: {len(runs)}; training compute ≈ {compute_hours:.2f} device-hours",
+    ]
 
 
-TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-100 (NOTES §4)"}
+def build_report(params: dict[str, Any], results: dict[str, tuple[pd.DataFrame, dict[str, Any]]],
+                 figures: dict[str, Sequence[tuple[str, str]]], tables: str) -> tuple[list[Block], list[Table]]:
+    """The report's blocks and tables. `results`: per track, (summary, claims); `figures`: per
+    track, (PNG link, LaTeX graphic link) pairs; `tables`: the tables folder's link."""
+    report = Report(params, tables)
+    blocks: list[Block] = [Paragraph(
+        "Generated by the workflow from the results under `results/`; do not edit by hand (re-run "
+        "`snakemake`). Paper: Tang et al., arXiv 2002.03532. Claims and formulas: `NOTES.md` "
+        "§2–§6. Every table is also under `paper/tables/` as Markdown and LaTeX."),
+        *report.claims({track: claims for track, (_, claims) in results.items()})]
+    for track, (summary, _) in results.items():
+        blocks += (report.synthetic(summary, figures.get(track, ())) if track == "synthetic"
+                   else report.image_track(track, summary, figures.get(track, ())))
+    blocks += [*report.parameters(), Heading(2, "Provenance"),
+               Bullets(tuple(map(Bullet, provenance_lines([summary for summary, _ in results.values()]))))]
+    return blocks, report.tables
 
 
-ANALYSIS_CAPTIONS = {
-    "rescaling": "gradient rescaling w_t (the true-class gradient of the loss divided by CE's) "
-                 "against the teacher's confidence p_t on the validation examples, in ten "
-                 "equal-count bins of p_t: median and 10–90% band, pooled over seeds (NOTES §2, C10)",
-    "geometry": "cosine similarities of the last-layer class vectors, classes ordered by group: "
-                "the teacher and the first seed's students (NOTES §5, C11)",
-    "geometry_bars": "correlation of each student's class-similarity matrix with the teacher's: "
-                     "mean ± sd over seeds, one dot per seed (C11)",
-}
+def figure_links(png: Path, base: Path) -> tuple[str, str]:
+    """A figure's PNG link and its LaTeX graphic (the PDF beside the PNG, if any), relative to `base`."""
+    if not png.is_file():
+        raise ValueError(f"no figure {png}")
+    pdf = png.with_suffix(".pdf")
+    return os.path.relpath(png, base), os.path.relpath(pdf if pdf.is_file() else png, base)
 
 
-TOPK_CAPTION = ("test accuracy of the `kd_topk` student against k, the number of the teacher's "
-                "classes kept (at each k the other hyperparameters chosen on validation), mean "
-                "and spread over seeds; dashed, the `kd` student with its sd band (C8)")
-
-
-def analysis_figures_section(links: list[str]) -> str:
-    """Each analysis figure (named gamma{γ}_{teacher}_{kind}.png, or topk.png) with its caption."""
-    blocks = []
-    for link in links:
-        if Path(link).stem == "topk":
-            blocks.append(f"![kd_topk against k]({link})\n\n*Figure: {TOPK_CAPTION}.*")
-            continue
-        condition, teacher, kind = Path(link).stem.split("_", 2)
-        gamma = condition.removeprefix("gamma")
-        blocks.append(f"![{kind} at γ = {gamma}]({link})\n\n*Figure: γ = {gamma}, teacher "
-                      f"`{teacher}`: {ANALYSIS_CAPTIONS[kind]}.*")
-    return "\n\n".join(blocks)
-
-
-def synthetic_section(summary: pd.DataFrame, claims: dict[str, Any], params: dict[str, Any],
-                      figure_link: str, analysis_links: list[str]) -> str:
-    teacher = params["claims"]["teacher"]
-    seeds = summary.loc[summary["role"] == "student", "seed"].nunique()
-    return f"""## {TRACK_TITLES["synthetic"]}
-
-![Student accuracy minus the ce student's against class correlation]({figure_link})
-
-*Figure: test accuracy of each student method minus that of the `ce` student trained from the
-same seed (paired), against the class correlation γ; {ERROR_BAR_CAPTIONS[params["figures"]["error_bars"]]} over {seeds} seeds.*
-
-Test accuracy (%, expected accuracy under the Bayes posterior) of the best-on-validation
-checkpoint, mean ± sd over {seeds} seeds, students of the `{teacher}` teacher:
-
-{markdown_table(accuracy_table(summary, teacher))}
-
-Hyperparameters chosen on the validation split:
-
-{markdown_table(selected_variants(summary, teacher))}
-
-Choices at the edge of their grid for most seeds (a wider grid in `params.yaml` may move them):
-
-{_bullets(edge_selections(summary, teacher, params["synthetic"]["methods"]))}
-
-The full table, one row per run and variant (with last-epoch metrics, NLL and calibration
-error; `selected` marks the variant that represents its method), is `results/synthetic/summary.csv`.
-
-### Analyses of the students
-
-{analysis_figures_section(analysis_links) if analysis_links else "Not run."}
-"""
-
-
-def cifar_section(summary: pd.DataFrame, params: dict[str, Any]) -> str:
-    section = params["cifar100"]
-    seeds = len(section["students"]["seeds"])
-    pairs = dict.fromkeys((pair["teacher"], pair["student"]) for pair in section["students"]["pairs"])
-    tables = [f"### {teacher} → {student}\n\n"
-              f"{markdown_table(pair_table(summary, section, teacher, student))}"
-              for teacher, student in pairs]
-    return f"""## {TRACK_TITLES["cifar100"]}
-
-Top-1 test accuracy (%) per teacher → student pair: the teacher, then each student method at
-its validation-selected grid point (per seed), mean ± sd over up to {seeds} seeds, of the
-last-epoch weights and of the best-on-validation checkpoint (held-out {section["data"]["valid_size"]}
-training images; the test set is never used for selection). "published" is the CIFAR-100 KD
-benchmark's number for the same recipe (NOTES §4), where one exists; "Δ" is best-on-validation
-minus published. A cell reads "not run" until its jobs have finished.
-
-{(chr(10) * 2).join(tables)}
-
-The full table, one row per run (every grid point, `selected` marking the chosen ones), is
-`results/cifar100/summary.csv`.
-"""
-
-
-def pair_table(summary: pd.DataFrame, section: dict[str, Any], teacher: str, student: str) -> pd.DataFrame:
-    """One pair's rows: the teacher and each method of the pair's matrix."""
-    published = published_cifar100(section, teacher, student)
-    teacher_rows = summary[(summary["role"] == "teacher") & (summary["teacher"] == teacher)]
-    rows = [_accuracy_row("teacher", teacher_rows, published.get("teacher"))]
-    students = selected_students(summary)
-    students = students[(students["student"] == student)
-                        & students["teacher"].isin([teacher, NO_TEACHER])]
-    methods = next(p.get("methods", list(section["methods"])) for p in section["students"]["pairs"]
-                   if (p["teacher"], p["student"]) == (teacher, student))
-    for method in ordered_methods(methods):
-        rows.append(_accuracy_row(method, students[students["method"] == method], published.get(method)))
-    return pd.DataFrame(rows)
-
-
-def _accuracy_row(name: str, rows: pd.DataFrame, published: float | None) -> dict[str, str]:
-    chosen = ", ".join(f"{v} ×{n}" for v, n in rows["variant"].value_counts().items()) if len(rows) else ""
-    best = 100 * rows[METRIC]
-    return {"model": name, "runs": str(len(rows)),
-            "last epoch": _mean_sd(100 * rows["last_test_acc"]) if len(rows) else "not run",
-            "best on valid": _mean_sd(best) if len(rows) else "not run",
-            "published": "" if published is None else f"{published:.2f}",
-            "Δ": "" if published is None or not len(rows) else f"{best.mean() - published:+.2f}",
-            "chosen on valid (× seeds)": chosen}
-
-
-def build_report(params: dict[str, Any], synthetic: tuple[pd.DataFrame, dict, str, list[str]] | None,
-                 cifar100: tuple[pd.DataFrame, dict] | None) -> str:
-    """`synthetic`: (summary, claims, figure link, analysis figure links); `cifar100`: (summary,
-    claims)."""
-    claims = {track: results[1] for track, results in (("synthetic", synthetic), ("cifar100", cifar100))
-              if results is not None}
-    sections = []
-    if synthetic is not None:
-        sections.append(synthetic_section(*synthetic[:2], params, *synthetic[2:]))
-    if cifar100 is not None:
-        sections.append(cifar_section(cifar100[0], params))
-    summaries = [results[0] for results in (synthetic, cifar100) if results is not None]
-    return f"""# Reproduction report: Understanding and Improving Knowledge Distillation
-
-Generated by the workflow from the results under `results/`; do not edit by hand (re-run
-`snakemake`). Paper: Tang et al., arXiv 2002.03532. Claims and formulas: `NOTES.md` §2–§6.
-
-## Claims
-
-{claims_section(claims)}
-
-{chr(10).join(sections)}
-## Parameters
-
-Choices that are ours (NOTES §3, §4): the synthetic generator and its β, the sizes, the
-architectures and schedules, the per-method grids, the validation split, and the verdict rule
-of the claims.
-
-```yaml
-{yaml.safe_dump(params, sort_keys=False, width=100).strip()}
-```
-
-## Provenance
-
-{provenance_section(summaries)}
-"""
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m partialkd.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", required=True, type=json.loads, help="the parameters, as JSON")
+    parser.add_argument("--track", action="append", nargs=3, required=True,
+                        metavar=("TRACK", "SUMMARY", "CLAIMS"), help="a track's summary.csv and claims.json")
+    parser.add_argument("--figures", action="append", nargs="+", default=[], metavar="TRACK PNG",
+                        help="a track, then its figures (PNG)")
+    parser.add_argument("--out", required=True, type=Path, help="the Markdown report")
+    parser.add_argument("--latex", required=True, type=Path, help="the LaTeX body for main.tex")
+    parser.add_argument("--tables", required=True, type=Path, help="the folder of the tables")
+    args = parser.parse_args(argv)
+    tracks = [track for track, _, _ in args.track]
+    for track in tracks:
+        if track not in TRACK_TITLES:
+            parser.error(f"--track {track}: unknown track (known: {', '.join(TRACK_TITLES)})")
+    if len(set(tracks)) < len(tracks):
+        parser.error(f"--track given twice for one track: {' '.join(tracks)}")
+    for track, *pngs in args.figures:
+        if track not in tracks or not pngs:
+            parser.error(f"--figures {track}: give a track that has a --track, then its PNG figures")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m partialkd.report", description=__doc__)
-    parser.add_argument("--params", required=True, type=json.loads, help="the parameters, as JSON")
-    parser.add_argument("--synthetic", nargs=3, metavar=("SUMMARY", "CLAIMS", "FIGURE"),
-                        help="the synthetic track's summary.csv, claims.json and gain figure (PNG)")
-    parser.add_argument("--analysis-figures", nargs="*", default=[],
-                        help="the synthetic analyses' PNG figures (topk.png, gamma{γ}_{teacher}_{kind}.png)")
-    parser.add_argument("--cifar100", nargs=2, metavar=("SUMMARY", "CLAIMS"),
-                        help="the CIFAR-100 track's summary.csv and claims.json")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    if not (args.synthetic or args.cifar100):
-        parser.error("give at least one track: --synthetic and/or --cifar100")
-    synthetic = cifar100 = None
-    if args.synthetic:
-        summary, claims, figure = args.synthetic
-        synthetic = (pd.read_csv(summary), json.loads(Path(claims).read_text()),
-                     os.path.relpath(figure, Path(args.out).parent),
-                     [os.path.relpath(path, Path(args.out).parent) for path in args.analysis_figures])
-    if args.cifar100:
-        cifar100 = (pd.read_csv(args.cifar100[0]), json.loads(Path(args.cifar100[1]).read_text()))
-    text = build_report(args.params, synthetic, cifar100)
-    atomic_write(args.out, lambda handle: handle.write(text.encode()))
+    args = parse_args(argv)
+    base = args.out.parent
+    results = {track: (pd.read_csv(summary), json.loads(Path(claims).read_text()))
+               for track, summary, claims in args.track}
+    figures: dict[str, list[tuple[str, str]]] = {}
+    for track, *pngs in args.figures:
+        figures.setdefault(track, []).extend(figure_links(Path(png), base) for png in pngs)
+    blocks, tables = build_report(args.params, results, figures, os.path.relpath(args.tables, base))
+    for table in tables:
+        table.write(args.tables)
+    for path, text in ((args.latex, render_latex(blocks)), (args.out, render_markdown(TITLE, blocks))):
+        atomic_write(path, lambda handle, t=text: handle.write(t.encode()))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,17 @@ def figure_files(track, condition, kinds):
             for suffix in ("png", "pdf")]
 
 
+def reported_figures(track, condition, kinds):
+    """figure_files as a rule's outputs: each PNG flagged for `snakemake --report`, captioned by
+    its kind (workflow/report/<kind>.rst)."""
+    files = []
+    for kind in kinds:
+        png, pdf = figure_files(track, condition, [kind])
+        files += [report(png, caption=f"../report/{kind}.rst", category=TRACK_CATEGORIES[track],
+                         subcategory="Analyses", labels={"condition": condition, "figure": kind}), pdf]
+    return files
+
+
 rule synthetic_analysis:
     input:
         data=rules.synthetic_dataset.output,
@@ -21,7 +32,7 @@ rule synthetic_analysis:
         code=CODE["analyse"],
     output:
         json=f"{SYN_DIR}/analyses/gamma{{gamma}}/{{teacher}}.json",
-        figures=figure_files("synthetic", "gamma{gamma}_{teacher}", ANALYSIS_KINDS),
+        figures=reported_figures("synthetic", "gamma{gamma}_{teacher}", ANALYSIS_KINDS),
     params:
         teacher=lambda w, input: input.teacher or "oracle",
     log:
@@ -41,7 +52,7 @@ rule cifar100_analysis:
         code=CODE["analyse"],
     output:
         json=f"{CIFAR_DIR}/analyses/{{teacher_name}}/{{student_arch}}.json",
-        figures=figure_files("cifar100", "{teacher_name}_{student_arch}", ANALYSIS_KINDS),
+        figures=reported_figures("cifar100", "{teacher_name}_{student_arch}", ANALYSIS_KINDS),
     wildcard_constraints:
         teacher_name="|".join(CIFAR["teachers"]),
         student_arch="|".join(student for _, student in full_pairs()),
@@ -66,7 +77,7 @@ rule synthetic_diagnosis:
         code=CODE["diagnose"],
     output:
         json=f"{SYN_DIR}/diagnoses/gamma{{gamma}}.json",
-        figures=figure_files("synthetic", "gamma{gamma}", DIAGNOSIS_KINDS),
+        figures=reported_figures("synthetic", "gamma{gamma}", DIAGNOSIS_KINDS),
     params:
         teachers=lambda w: " ".join(f"{t}={synthetic_teacher_source(w.gamma, t)}"
                                     for t in SYN["teachers"]),
@@ -87,7 +98,7 @@ rule cifar100_diagnosis:
         code=CODE["diagnose"],
     output:
         json=f"{CIFAR_DIR}/diagnoses/{{student_arch}}.json",
-        figures=figure_files("cifar100", "{student_arch}", DIAGNOSIS_KINDS),
+        figures=reported_figures("cifar100", "{student_arch}", DIAGNOSIS_KINDS),
     params:
         teachers=lambda w, input: " ".join(f"{t}={path}" for t, path in
                                            zip(diagnosed_teachers(w.student_arch), input.teachers)),

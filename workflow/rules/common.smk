@@ -33,10 +33,14 @@ CODE = {
         "diagnose": ("diagnose", "trained", "geometry", "aggregate", "teachers", "models",
                      "image_models", "image_training", "grid", "datasets", "style", "io"),
         "figures": ("figures", "aggregate", "style", "io"),
-        "report": ("report", "claims", "aggregate", "reference", "style", "provenance", "io"),
+        "report": ("report", "tables", "document", "latex", "figures", "claims", "aggregate",
+                   "reference", "style", "provenance", "io"),
+        "latex": ("latex",),
     }.items()
 }
 SYN_DIR = "results/synthetic"
+# The report's category of each track (`snakemake --report`).
+TRACK_CATEGORIES = {"synthetic": "Synthetic study", "cifar100": "CIFAR-100"}
 CIFAR_DIR = "results/cifar100"
 
 
@@ -101,24 +105,17 @@ def full_matrix_pairs():
     return " ".join(f"--pair {teacher} {student}" for teacher, student in full_pairs())
 
 
-def synthetic_analysis_figures():
-    """The PNG figures of the synthetic analyses, for the report."""
-    return [path for gamma in GAMMAS
-            for path in expand(rules.synthetic_analysis.output.figures, gamma=gamma,
-                               teacher=config["claims"]["teacher"])
-            if path.endswith(".png")]
-
-
 def report_inputs(wildcards):
-    """Each listed track's summary, claims and figures."""
+    """Each listed track's summary and claims (key: the track), and its figures as PNG (key:
+    `<track>_figures`; the PDF beside each comes from the same job)."""
     inputs = {"code": CODE["report"]}
     if "synthetic" in TRACKS:
-        inputs |= {"synthetic": [rules.synthetic_summary.output.table, rules.synthetic_claims.output[0],
-                                 "paper/figures/synthetic/gain.png"],
-                   "analysis_figures": ["paper/figures/synthetic/topk.png",
-                                        *synthetic_analysis_figures()]}
+        inputs |= {"synthetic": [rules.synthetic_summary.output.table, rules.synthetic_claims.output[0]],
+                   "synthetic_figures": [*expand(rules.synthetic_figure.output.png, figure=("gain", "topk")),
+                                         *analysis_figures("synthetic")]}
     if "cifar100" in TRACKS:
-        inputs |= {"cifar100": [rules.cifar100_summary.output.table, rules.cifar100_claims.output[0]]}
+        inputs |= {"cifar100": [rules.cifar100_summary.output.table, rules.cifar100_claims.output[0]],
+                   "cifar100_figures": analysis_figures("cifar100")}
     return inputs
 
 

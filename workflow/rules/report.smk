@@ -1,31 +1,40 @@
-# Claims, figures and the generated report, all computed from the tracks' summary tables.
-# The report covers the tracks listed in `tracks`.
+# Claims, figures, tables and the generated report, all computed from the tracks' summary
+# tables; the report covers the tracks listed in `tracks`. paper/main.pdf is built from the
+# committed paper/main.tex when a LaTeX engine is on PATH. Outputs flagged with report() make up
+# `snakemake --report report.html`, captioned from workflow/report/.
+from snakemake.logging import logger
+
+from partialkd.latex import ENGINES, INSTALL_HINT, find_engine
 
 
 rule synthetic_claims:
     input:
         summary=rules.synthetic_summary.output.table,
-        analyses=expand(rules.synthetic_analysis.output.json, gamma=GAMMAS,
-                        teacher=config["claims"]["teacher"]),
+        analyses=analysis_jsons("synthetic"),
+        diagnoses=diagnosis_jsons("synthetic"),
         code=CODE["claims"],
     output:
-        f"{SYN_DIR}/claims.json",
+        report(f"{SYN_DIR}/claims.json", caption="../report/claims.rst", category="Claims",
+               subcategory=TRACK_CATEGORIES["synthetic"]),
     params:
         claims=config["claims"],
     log:
         "logs/synthetic/claims.log",
     shell:
         "python -m partialkd.claims --summary {input.summary} --teacher {params.claims[teacher]}"
-        " --analyses {input.analyses} --z {params.claims[z]} --margin {params.claims[margin]}"
-        " --out {output} 2> {log}"
+        " --analyses {input.analyses} --diagnoses {input.diagnoses} --z {params.claims[z]}"
+        " --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
 rule cifar100_claims:
     input:
         summary=rules.cifar100_summary.output.table,
+        analyses=analysis_jsons("cifar100"),
+        diagnoses=diagnosis_jsons("cifar100"),
         code=CODE["claims"],
     output:
-        f"{CIFAR_DIR}/claims.json",
+        report(f"{CIFAR_DIR}/claims.json", caption="../report/claims.rst", category="Claims",
+               subcategory=TRACK_CATEGORIES["cifar100"]),
     params:
         claims=config["claims"],
         pairs=full_matrix_pairs(),
@@ -33,7 +42,8 @@ rule cifar100_claims:
         "logs/cifar100/claims.log",
     shell:
         "python -m partialkd.claims --summary {input.summary} {params.pairs}"
-        " --z {params.claims[z]} --margin {params.claims[margin]} --out {output} 2> {log}"
+        " --analyses {input.analyses} --diagnoses {input.diagnoses} --z {params.claims[z]}"
+        " --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
 rule synthetic_figure:
@@ -41,7 +51,9 @@ rule synthetic_figure:
         summary=rules.synthetic_summary.output.table,
         code=CODE["figures"],
     output:
-        png="paper/figures/synthetic/{figure}.png",
+        png=report("paper/figures/synthetic/{figure}.png", caption="../report/synthetic_figure.rst",
+                   category=TRACK_CATEGORIES["synthetic"], subcategory="Figures",
+                   labels={"figure": "{figure}"}),
         pdf="paper/figures/synthetic/{figure}.pdf",
     wildcard_constraints:
         figure="gain|topk",
@@ -59,15 +71,42 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        "paper/REPORT.md",
+        markdown=report("paper/REPORT.md", caption="../report/report.rst", category="Paper"),
+        latex="paper/generated/body.tex",
+        tables=directory("paper/tables"),
     params:
         parameters=json.dumps(config),
-        tracks=lambda w, input: " ".join(f"--{track} {' '.join(input[track])}"
+        tracks=lambda w, input: " ".join(f"--track {track} {' '.join(input[track])}"
                                          for track in TRACKS),
-        figures=lambda w, input: (f"--analysis-figures {' '.join(input.analysis_figures)}"
-                                  if "synthetic" in TRACKS else ""),
+        figures=lambda w, input: " ".join(f"--figures {track} {' '.join(input[f'{track}_figures'])}"
+                                          for track in TRACKS if input[f"{track}_figures"]),
     log:
         "logs/report.log",
     shell:
         "python -m partialkd.report {params.tracks} {params.figures} --params {params.parameters:q}"
-        " --out {output} 2> {log}"
+        " --out {output.markdown} --latex {output.latex} --tables {output.tables} 2> {log}"
+
+
+LATEX_ENGINE = find_engine()
+if LATEX_ENGINE is None:
+    logger.warning(f"Skipping paper/main.pdf: no LaTeX engine on PATH ({', '.join(ENGINES)}); "
+                   f"{INSTALL_HINT}.")
+else:
+
+    rule paper_pdf:
+        input:
+            tex="paper/main.tex",
+            body=rules.report.output.latex,
+            tables=rules.report.output.tables,
+            code=CODE["latex"],
+        output:
+            report("paper/main.pdf", caption="../report/paper.rst", category="Paper"),
+        log:
+            "logs/paper_pdf.log",
+        shell:
+            "python -m partialkd.latex {input.tex} --out {output} --build-dir paper/generated/build"
+            " > {log} 2>&1"
+
+
+# What `rule all` asks for beyond the report: the PDF, where it can be built.
+PAPER_PDF = [] if LATEX_ENGINE is None else rules.paper_pdf.output

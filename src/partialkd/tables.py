@@ -1,0 +1,163 @@
+"""The report's tables: one builder per table (a frame of text cells computed from the summary
+table or the claims), two renderers (Markdown, and LaTeX with booktabs).
+
+Cells use Markdown's inline `code` and **bold**; the LaTeX renderer converts them and escapes
+the rest (partialkd.latex), so a table reads the same in paper/REPORT.md and paper/main.pdf.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from partialkd.aggregate import NO_TEACHER, selected_students
+from partialkd.claims import METRIC
+from partialkd.io import atomic_write
+from partialkd.latex import inline
+from partialkd.reference import published_cifar100
+from partialkd.style import ordered_methods
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table to write as `<stem>.md` and `<stem>.tex` (stem relative to the tables folder);
+    `wrap` names a column of long text that wraps in LaTeX."""
+    stem: str
+    caption: str
+    frame: pd.DataFrame
+    wrap: str | None = None
+
+    def write(self, folder: Path) -> None:
+        for suffix, text in ((".md", to_markdown(self.frame)), (".tex", to_latex(self.frame, self.wrap))):
+            atomic_write(folder / f"{self.stem}{suffix}", lambda handle, t=text: handle.write(t.encode()))
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A pipe table; a `|` inside a cell is escaped."""
+    def row(cells) -> str:
+        return "| " + " | ".join(str(cell).replace("|", r"\|") for cell in cells) + " |"
+    return "\n".join([row(frame.columns), "|" + "---|" * len(frame.columns),
+                      *(row(cells) for cells in frame.itertuples(index=False))]) + "\n"
+
+
+RAGGED_X = r">{\raggedright\arraybackslash}X"  # wrapped text, not stretched to both edges
+NUMBER = re.compile(r"^[-+−]?\d[\d.]*( ± \d[\d.]*)?$")
+
+
+def to_latex(frame: pd.DataFrame, wrap: str | None = None) -> str:
+    """A booktabs tabular: numeric columns right-aligned; with `wrap`, a tabularx as wide as the
+    line whose `wrap` column takes the remaining width."""
+    if wrap is not None and wrap not in frame.columns:
+        raise ValueError(f"no column {wrap!r} to wrap in a table with columns {list(frame.columns)}")
+    spec = "".join(RAGGED_X if column == wrap else _alignment(frame[column]) for column in frame.columns)
+    begin, end = ((rf"\begin{{tabularx}}{{\linewidth}}{{{spec}}}", r"\end{tabularx}") if wrap
+                  else (rf"\begin{{tabular}}{{{spec}}}", r"\end{tabular}"))
+
+    def row(cells) -> str:
+        return " & ".join(inline(str(cell)) for cell in cells) + r" \\"
+    return "\n".join([begin, r"\toprule", row(frame.columns), r"\midrule",
+                      *(row(cells) for cells in frame.itertuples(index=False)), r"\bottomrule", end]) + "\n"
+
+
+def _alignment(cells: pd.Series) -> str:
+    filled = [str(cell) for cell in cells if str(cell)]
+    return "r" if filled and all(NUMBER.match(cell) for cell in filled) else "l"
+
+
+def mean_sd(values: pd.Series) -> str:
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
+
+
+def chosen_variants(variants: pd.Series) -> str:
+    """How often each grid point was chosen: 'kd(lam=0.9, tau=4) ×3, ...'."""
+    return ", ".join(f"{variant} ×{count}" for variant, count in variants.value_counts().items())
+
+
+def students_of(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
+    students = selected_students(summary)
+    return students[students["teacher"] == teacher]
+
+
+def accuracy_table(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
+    """Test accuracy (%) per γ: Bayes, the teacher, then each student method (mean ± sd over seeds)."""
+    students = students_of(summary, teacher)
+    methods = ordered_methods(students["method"].unique())
+    rows = []
+    for gamma, at_gamma in students.groupby("gamma"):
+        row = {"γ": f"{gamma:g}", "Bayes": f"{100 * at_gamma['bayes_test_acc'].iloc[0]:.2f}",
+               "teacher": _teacher_accuracy(summary, teacher, gamma)}
+        for method in methods:
+            row[method] = mean_sd(100 * at_gamma.loc[at_gamma["method"] == method, METRIC])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _teacher_accuracy(summary: pd.DataFrame, teacher: str, gamma: float) -> str:
+    if teacher == "oracle":
+        return "= Bayes"
+    rows = summary[(summary["role"] == "teacher") & (summary["teacher"] == teacher)
+                   & (summary["gamma"] == gamma)]
+    return f"{100 * rows[METRIC].mean():.2f}"
+
+
+def selected_variants(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
+    """How often each grid point was chosen on validation, per γ and method."""
+    students = students_of(summary, teacher)
+    order = {method: i for i, method in enumerate(ordered_methods(students["method"].unique()))}
+    rows = [{"γ": f"{gamma:g}", "method": method, "selected on validation (× seeds)": chosen_variants(rows["variant"])}
+            for (gamma, method), rows in sorted(students.groupby(["gamma", "method"]),
+                                                key=lambda item: (item[0][0], order[item[0][1]]))]
+    return pd.DataFrame(rows)
+
+
+def pair_table(summary: pd.DataFrame, section: dict[str, Any], teacher: str, student: str) -> pd.DataFrame:
+    """One teacher → student pair of an image track: the teacher and each method of the pair's
+    matrix, beside the published numbers."""
+    published = published_cifar100(section, teacher, student)
+    teacher_rows = summary[(summary["role"] == "teacher") & (summary["teacher"] == teacher)]
+    rows = [_accuracy_row("teacher", teacher_rows, published.get("teacher"))]
+    students = selected_students(summary)
+    students = students[(students["student"] == student)
+                        & students["teacher"].isin([teacher, NO_TEACHER])]
+    methods = next(p.get("methods", list(section["methods"])) for p in section["students"]["pairs"]
+                   if (p["teacher"], p["student"]) == (teacher, student))
+    for method in ordered_methods(methods):
+        rows.append(_accuracy_row(method, students[students["method"] == method], published.get(method)))
+    return pd.DataFrame(rows)
+
+
+def _accuracy_row(name: str, rows: pd.DataFrame, published: float | None) -> dict[str, str]:
+    best = 100 * rows[METRIC]
+    return {"model": name, "runs": str(len(rows)),
+            "last epoch": mean_sd(100 * rows["last_test_acc"]) if len(rows) else "not run",
+            "best on valid": mean_sd(best) if len(rows) else "not run",
+            "published": "" if published is None else f"{published:.2f}",
+            "Δ": "" if published is None or not len(rows) else f"{best.mean() - published:+.2f}",
+            "chosen on valid (× seeds)": chosen_variants(rows["variant"])}
+
+
+# The mean of an interval in a claim's evidence, as partialkd.claims.Interval.text writes it:
+# "+2.98 pts [+2.85, +3.11]" or, unitless, "+0.25 [+0.22, +0.27]".
+EFFECT = re.compile(r"([+-]\d+\.\d+)( pts)? \[[+-]\d")
+
+
+def effect_range(evidence: list[str]) -> str:
+    """The smallest and largest estimated effect in a claim's evidence ('' when it has none)."""
+    found = [match for line in evidence for match in EFFECT.findall(line)]
+    if not found:
+        return ""
+    values = sorted(float(mean) for mean, _ in found)
+    unit = " pts" if all(pts for _, pts in found) else ""
+    low, high = f"{values[0]:+.2f}", f"{values[-1]:+.2f}"
+    return f"{low}{unit}" if low == high else f"{low} to {high}{unit}"
+
+
+def claims_table(claims: dict[str, Any]) -> pd.DataFrame:
+    """One row per claim of a track's claims.json: id, statement, verdict and its effect range."""
+    return pd.DataFrame([{"claim": claim["id"], "statement": claim["statement"],
+                          "verdict": claim["verdict"], "effect (min to max)": effect_range(claim["evidence"])}
+                         for claim in claims["claims"]],
+                        columns=["claim", "statement", "verdict", "effect (min to max)"])
