@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from partialkd.image_models import ARCHITECTURES, build_image_model, classifier, multiply_adds
+from partialkd.image_models import ARCHITECTURES, build_image_model, classifier, input_shape, multiply_adds
 
 K = 100
 
@@ -28,6 +28,7 @@ REFERENCE_PARAMETERS = {
     "resnet32x4": 7_433_860,
     "wrn_16_2": 703_284,
     "wrn_40_2": 2_255_156,
+    "cnn_16_32": 218_532,  # at K = 100; 206,922 at Fashion-MNIST's K = 10 (NOTES §4: ≈ 207k)
 }
 # Published forward costs per 32x32 image, in multiply-adds.
 REFERENCE_MULTIPLY_ADDS = {"resnet20": 41e6, "resnet56": 126e6, "resnet110": 253e6}
@@ -56,7 +57,8 @@ def num_parameters(module: nn.Module) -> int:
 def test_architectures_registry() -> None:
     assert set(ARCHITECTURES) == {
         "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-        "resnet8x4", "resnet32x4", "wrn_16_2", "wrn_40_2"}
+        "resnet8x4", "resnet32x4", "wrn_16_2", "wrn_40_2", "cnn_16_32", "cnn_32_64", "cnn_64_128",
+        "resnet18", "resnet34"}
 
 
 @pytest.mark.parametrize("arch", REFERENCE_PARAMETERS)
@@ -84,7 +86,7 @@ def test_multiply_adds_counts_convs_and_linears() -> None:
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_forward_gives_logits_also_in_channels_last(arch: str) -> None:
     net = model(arch)
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, *input_shape(arch), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits = net(x)
         logits_cl = net(x.to(memory_format=torch.channels_last))
@@ -146,6 +148,6 @@ def test_initialisation() -> None:
 
 
 def test_unknown_architecture_is_refused_with_the_valid_names() -> None:
-    with pytest.raises(ValueError, match="unknown architecture 'resnet18'") as error:
-        build_image_model("resnet18", K)
+    with pytest.raises(ValueError, match="unknown architecture 'resnet19'") as error:
+        build_image_model("resnet19", K)
     assert all(arch in str(error.value) for arch in ARCHITECTURES)

@@ -1,5 +1,6 @@
 """The CIFAR model family of the standard knowledge-distillation benchmark (32x32 inputs), and
-the small CNNs of the Fashion-MNIST track (1x28x28 inputs).
+the small CNNs of the Fashion-MNIST track (1x28x28 inputs), and torchvision's ImageNet ResNets
+(resnet18, resnet34; randomly initialised, 224x224 inputs).
 
 Architectures and sizes follow the benchmark's reference definitions (RepDistiller, Tian et al.
 2020): CIFAR ResNets with basic blocks and a 1x1 conv + BN projection shortcut wherever the
@@ -150,6 +151,14 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+def _torchvision(name: str) -> Callable[[int], nn.Module]:
+    """torchvision's architecture `name`, randomly initialised (weights=None)."""
+    def build(num_classes: int) -> nn.Module:
+        from torchvision import models  # here: importing torchvision takes about a second
+        return models.get_model(name, weights=None, num_classes=num_classes)
+    return build
+
+
 _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     **{f"resnet{depth}": partial(CifarResNet, depth, RESNET_WIDTHS)
        for depth in (8, 14, 20, 32, 44, 56, 110)},
@@ -158,8 +167,15 @@ _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     "wrn_16_2": partial(WideResNet, 16, 2),
     "wrn_40_2": partial(WideResNet, 40, 2),
     **{f"cnn_{c1}_{c2}": partial(SmallCNN, c1, c2) for c1, c2 in ((16, 32), (32, 64), (64, 128))},
+    **{name: _torchvision(name) for name in ("resnet18", "resnet34")},
 }
 ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def input_shape(arch: str) -> tuple[int, int, int]:
+    """(channels, height, width) of the images `arch` is built for: 1x28x28 for the Fashion-MNIST
+    CNNs, 3x32x32 for the CIFAR family (torchvision's ResNets pool globally: any size works)."""
+    return (1, 28, 28) if arch.startswith("cnn_") else (3, 32, 32)
 
 
 def build_image_model(arch: str, num_classes: int) -> nn.Module:

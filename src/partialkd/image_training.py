@@ -158,7 +158,7 @@ def image_loop(model: nn.Module, splits: dict[str, Split], mean: list[float], st
                                                     gamma=config.lr_decay)
 
     def train_epoch() -> Tensor:
-        mean_loss = _train_epoch(model, data["train"], objective, optimizer, config, generator, placement)
+        mean_loss = sgd_epoch(model, data["train"], objective, optimizer, config, generator, placement)
         schedule.step()
         return mean_loss
 
@@ -178,9 +178,9 @@ def image_loop(model: nn.Module, splits: dict[str, Split], mean: list[float], st
                 "images", train_epoch, valid_accuracy, evaluate)
 
 
-def _train_epoch(model: nn.Module, train: DeviceImages, objective: ImageObjective,
-                 optimizer: torch.optim.Optimizer, config: ImageTrainConfig,
-                 generator: torch.Generator, placement: Placement) -> Tensor:
+def sgd_epoch(model: nn.Module, train: DeviceImages, objective: ImageObjective,
+              optimizer: torch.optim.Optimizer, config: ImageTrainConfig,
+              generator: torch.Generator, placement: Placement) -> Tensor:
     """One epoch of SGD; the mean loss [1] stays on the device until the epoch ends."""
     model.train()
     total = torch.zeros(1, device=placement.device)

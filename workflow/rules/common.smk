@@ -15,23 +15,22 @@ CIFAR = config["cifar100"]
 
 # The package modules each step runs: rule inputs, so that editing one re-runs its steps (and
 # the dependencies of the matching stage in dvc.yaml; a test keeps the two in step).
+# Loading any trained network (trained.py) needs every model family and the loss.
+NETWORKS = ("trained", "models", "image_models", "image_training", "lm_training", "lm_models", "teachers",
+            "grid", "targets", "losses", "metrics", "training", "datasets", "io")
 CODE = {
-    step: [f"src/partialkd/{module}.py" for module in modules]
+    step: [f"src/partialkd/{module}.py" for module in dict.fromkeys(modules)]
     for step, modules in {
         "prepare": ("prepare", "synthetic", "datasets", "io"),
-        "train": ("train", "training", "trained", "models", "losses", "targets", "grid", "metrics",
-                  "teachers", "datasets", "io", "prepare", "image_models", "image_training"),
-        "prepare_cifar100": ("prepare", "cifar100", "synthetic", "datasets", "io"),
-        "train_images": ("train_images", "image_training", "image_models", "train", "training",
-                         "trained", "models", "losses", "targets", "grid", "metrics", "teachers",
-                         "datasets", "io", "prepare"),
+        "prepare_cifar100": ("prepare", "cifar100", "downloads", "synthetic", "datasets", "io"),
+        "prepare_fashion_mnist": ("prepare", "fashion_mnist", "cifar100", "downloads", "synthetic",
+                                  "datasets", "io"),
+        "train": ("train", "prepare", *NETWORKS),
+        "train_images": ("train_images", "train", "prepare", *NETWORKS),
         "aggregate": ("aggregate", "io"),
         "claims": ("claims", "aggregate", "io"),
-        "analyse": ("analyse", "trained", "rescaling", "geometry", "aggregate", "teachers", "models",
-                    "image_models", "image_training", "grid", "targets", "losses", "datasets",
-                    "style", "io"),
-        "diagnose": ("diagnose", "trained", "geometry", "aggregate", "teachers", "models",
-                     "image_models", "image_training", "grid", "datasets", "style", "io"),
+        "analyse": ("analyse", "rescaling", "geometry", "aggregate", "style", *NETWORKS),
+        "diagnose": ("diagnose", "geometry", "aggregate", "style", *NETWORKS),
         "figures": ("figures", "aggregate", "style", "io"),
         "report": ("report", "tables", "document", "latex", "figures", "claims", "aggregate",
                    "reference", "style", "provenance", "io"),

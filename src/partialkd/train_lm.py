@@ -1,0 +1,108 @@
+"""Train one LSTM language model, a teacher or a student: `python -m partialkd.train_lm ...`.
+
+The Penn Treebank track (NOTES §4): a teacher is a run without `--teacher` (grid {"ce": {}}, e.g.
+`--arch medium`); a student (e.g. `--arch small`) gets a teacher run's model.pt. The grid holds
+exactly one variant, every target applying per token. The run directory gets the same files as
+the other trainers': model.pt, metrics.json (accuracy, NLL, ECE and perplexity `ppl` per split
+at the best-on-validation and the last epoch) and, while running, resume.pt.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from partialkd.datasets import load_dataset
+from partialkd.grid import expand_grid
+from partialkd.image_training import PRECISIONS, ImageObjective, Placement
+from partialkd.lm_models import ARCHITECTURES, build_lm
+from partialkd.lm_training import LMTrainConfig, lm_loop, load_lm_teacher
+from partialkd.prepare import derived_seed
+from partialkd.targets import TARGETS
+from partialkd.train import INIT_SEED, ORDER_SEED, parse_tag, require_teacher, save_run, sha256
+from partialkd.training import run_epochs
+
+
+def run(data: str | Path, grid: dict[str, dict[str, list]], config: LMTrainConfig,
+        out_dir: str | Path, teacher: str | Path | None = None, tags: dict[str, str] | None = None,
+        on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train the single variant of `grid` on the token streams of `data` and write the run
+    directory; returns the metrics."""
+    variants = expand_grid(grid)
+    if len(variants) != 1:
+        raise ValueError(f"a language-model run trains one variant, but the grid gives "
+                         f"{len(variants)}: give one method with one value per parameter")
+    require_teacher(variants, teacher)
+    dataset = load_dataset(data)
+    placement = Placement.choose(config.precision)
+    teacher_model = None if teacher is None else placement.prepare(
+        load_lm_teacher(teacher, dataset.num_classes))
+    # The teacher reads the windows only for targets built from its logits (not ce, ls, kd_sim).
+    reads = teacher_model is not None and TARGETS[variants[0].method].needs_teacher
+    objective = ImageObjective(variants[0], teacher_model if reads else None,
+                               None if teacher_model is None else teacher_model.decoder.weight.float(),
+                               dataset.num_classes, config.tau_squared)
+    model = placement.prepare(seeded_lm(config.arch, dataset.num_classes, config.seed))
+    fingerprint = {"config": asdict(config), "variants": [v.to_dict() for v in variants],
+                   "data": sha256(data), "teacher": None if teacher is None else sha256(teacher)}
+    generator = torch.Generator().manual_seed(derived_seed(config.seed, ORDER_SEED))
+    loop = lm_loop(model, dataset.splits, objective, config, generator, placement)
+    result = run_epochs(loop, config.epochs, Path(out_dir) / "resume.pt", fingerprint, on_epoch_end)
+    arch = {"family": "lm", "name": config.arch, "num_classes": dataset.num_classes}
+    return save_run(Path(out_dir), arch, variants, fingerprint, result, dataset, tags)
+
+
+def seeded_lm(arch: str, num_classes: int, seed: int) -> torch.nn.Module:
+    """The initial language model of `seed`: the same weights for every method (paired)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(seed, INIT_SEED))
+        return build_lm(arch, num_classes)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m partialkd.train_lm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="prepared Penn Treebank dataset (data.pt)")
+    parser.add_argument("--arch", required=True, choices=ARCHITECTURES, help="LSTM size")
+    parser.add_argument("--grid", required=True, type=json.loads,
+                        help='JSON with one variant, e.g. \'{"kd": {"lam": [0.9], "tau": [4]}}\'')
+    parser.add_argument("--teacher", help="a teacher run's model.pt")
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, required=True, help="columns of the train stream")
+    parser.add_argument("--bptt", type=int, required=True, help="steps per truncated-BPTT window")
+    parser.add_argument("--lr", type=float, required=True)
+    parser.add_argument("--lr-decay", type=float, required=True,
+                        help="lr divisor each epoch after --decay-after")
+    parser.add_argument("--decay-after", type=int, required=True, help="epochs at the initial lr")
+    parser.add_argument("--clip", type=float, required=True, help="maximal gradient norm")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--no-tau-squared", action="store_true", help="c(τ) = 1 instead of τ²")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 autocast on a GPU, fp32 on a CPU")
+    parser.add_argument("--eval-batch-size", type=int, default=10,
+                        help="contiguous segments of a valid/test stream scored side by side")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="KEY=VALUE",
+                        help="a label recorded in metrics.json (repeatable)")
+    parser.add_argument("--out-dir", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    config = LMTrainConfig(args.arch, args.epochs, args.batch_size, args.bptt, args.lr,
+                           args.lr_decay, args.decay_after, args.clip, args.seed,
+                           not args.no_tau_squared, args.precision, args.eval_batch_size)
+    run(args.data, args.grid, config, args.out_dir, args.teacher, dict(args.tag))
+
+
+if __name__ == "__main__":
+    main()
