@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from partialkd.datasets import save_dataset
+from partialkd.datasets import Dataset, save_dataset
 from partialkd.prepare import synthetic_dataset
 from partialkd.train import run
 from partialkd.training import TrainConfig
@@ -58,6 +58,13 @@ def tiny_config(**overrides: Any) -> TrainConfig:
 def student_config(**overrides: Any) -> TrainConfig:
     """The student stack's configuration: tiny_config on a seed-chosen 400-example subset."""
     return tiny_config(**{"train_size": 400, **overrides})
+
+
+def saved_dataset(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory, folder: str) -> Path:
+    """The path of `dataset` written as data.pt in a new temporary folder named after `folder`."""
+    path = tmp_path_factory.mktemp(folder) / "data.pt"
+    save_dataset(dataset, path)
+    return path
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -124,12 +131,20 @@ def single_torch_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(scope="module")
+def cpu_only():
+    """For a module's `pytest.mark.usefixtures("cpu_only")`: keep the trainers on the CPU even
+    where a GPU is present, for exact float32 results (a GPU trains under bf16 autocast, not
+    bit-reproducibly)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared synthetic dataset (K = 6 in 2 groups, d = 10) with the Bayes posterior."""
-    path = tmp_path_factory.mktemp("data") / "data.pt"
-    save_dataset(synthetic_dataset(gamma=TINY_GAMMA, **TINY_WORLD), path)
-    return path
+    return saved_dataset(synthetic_dataset(gamma=TINY_GAMMA, **TINY_WORLD), tmp_path_factory, "data")
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (assert_same_run, assert_same_tensors, interrupt_after, kill_after_first_checkpoint,
-                      load_checkpoint, read_json)
+                      load_checkpoint, read_json, saved_dataset)
 
 import partialkd.grid as grid_module
 import partialkd.image_training as image_training
@@ -51,6 +51,7 @@ MEAN = [0.45, 0.5, 0.55]
 STD = [0.25, 0.2, 0.3]
 ARCH = "resnet8"
 CPU = Placement(torch.device("cpu"), bf16=False)
+pytestmark = pytest.mark.usefixtures("cpu_only")  # exact float32 runs: the trainer stays on the CPU
 
 # One variant per distillation method (and the two teacher-free ones).
 STUDENT_GRIDS: dict[str, dict[str, list]] = {
@@ -128,23 +129,12 @@ def denormalise(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.T
 # ------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cpu_only():
-    """The checks below compare exact float32 CPU results (a GPU would train under bf16 autocast,
-    not bit-reproducibly): keep the trainer on the CPU even where a GPU is present."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(torch.cuda, "is_available", lambda: False)
-        yield
-
-
 CPU_ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # the same for the CLI subprocesses
 
 
 @pytest.fixture(scope="module")
 def image_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("image-data") / "data.pt"
-    save_dataset(make_dataset(), path)
-    return path
+    return saved_dataset(make_dataset(), tmp_path_factory, "image-data")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_image_training
 import torch
 from conftest import assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json
 from image_folder import truncate, wnids, write_image_folder
@@ -28,7 +27,7 @@ from partialkd.trained import checkpoint_networks
 K, TRAIN_PER_CLASS, VAL_PER_CLASS, VALID_PER_CLASS = 4, 6, 2, 1
 SIZE = InputSize(crop=24, resize=32)
 CPU = Placement(torch.device("cpu"), bf16=False)
-cpu_only = test_image_training.cpu_only  # autouse: training stays on the CPU (exact float32 runs)
+pytestmark = pytest.mark.usefixtures("cpu_only")  # exact float32 runs: the trainer stays on the CPU
 KD = {"kd": {"lam": [0.9], "tau": [4]}}
 SIZE_ARGS = ["--crop", "24", "--resize", "32"]
 

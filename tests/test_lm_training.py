@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json
+from conftest import (assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json,
+                      saved_dataset)
 
 import partialkd.train_lm as train_lm
 from partialkd.aggregate import summarise
@@ -30,6 +31,7 @@ CPU = Placement(torch.device("cpu"), bf16=False)
 WORDS = 24
 KD_GRID = {"kd": {"lam": [0.7], "tau": [4]}}
 STUDENT_EPOCHS = 8
+pytestmark = pytest.mark.usefixtures("cpu_only")  # exact float32 runs: the trainer stays on the CPU
 
 
 def markov_text(tokens: int, seed: int, words: int = WORDS) -> str:
@@ -60,19 +62,9 @@ def lm_config(**overrides: Any) -> LMTrainConfig:
     return LMTrainConfig(**values)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cpu_only():
-    """Exact float32 CPU results (a GPU would run under bf16 autocast)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(torch.cuda, "is_available", lambda: False)
-        yield
-
-
 @pytest.fixture(scope="module")
 def lm_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("lm-data") / "data.pt"
-    save_dataset(markov_dataset(), path)
-    return path
+    return saved_dataset(markov_dataset(), tmp_path_factory, "lm-data")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -152,30 +152,49 @@ def image_loop(model: nn.Module, splits: dict[str, Split], mean: list[float], st
                placement: Placement) -> Loop:
     """The `Loop` that `training.run_epochs` drives for one image network."""
     data = {name: DeviceImages(split, mean, std, placement) for name, split in splits.items()}
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones),
-                                                    gamma=config.lr_decay)
+    return sgd_loop(model, data, objective, config, generator, placement, split_scores)
+
+
+def sgd_loop(model: nn.Module, data: dict[str, DeviceImages], objective: ImageObjective,
+             config: ImageTrainConfig, generator: torch.Generator, placement: Placement,
+             scores: Callable[[Tensor, Tensor, int], dict[str, Tensor]]) -> Loop:
+    """The `Loop` of `sgd_epoch`s on data["train"], each split scored by `scores(logits, labels,
+    num_classes)`; `data` holds DeviceImages or splits that serve the same batches
+    (`imagenet.FolderImages`)."""
+    optimizer, schedule = sgd_with_steps(model, config)
 
     def train_epoch() -> Tensor:
         mean_loss = sgd_epoch(model, data["train"], objective, optimizer, config, generator, placement)
         schedule.step()
         return mean_loss
 
+    def logits(split: str) -> Tensor:
+        return predict(model, data[split], config.eval_batch_size, placement)
+
     def valid_accuracy() -> Tensor:
-        logits = predict(model, data["valid"], config.eval_batch_size, placement)
-        return accuracy(logits[None], _one_hot(data["valid"], objective.num_classes))
+        return accuracy(logits("valid")[None], F.one_hot(data["valid"].labels, objective.num_classes))
 
     def evaluate() -> dict[str, dict[str, Tensor]]:
-        scores = {}
-        for split in EVAL_SPLITS:
-            logits = predict(model, data[split], config.eval_batch_size, placement)
-            metrics = classification_metrics(logits[None], _one_hot(data[split], objective.num_classes))
-            scores[split] = {name: value.cpu() for name, value in metrics.items()}
-        return scores
+        return {split: {name: value.cpu() for name, value in
+                        scores(logits(split), data[split].labels, objective.num_classes).items()}
+                for split in EVAL_SPLITS}
 
     return Loop(model, optimizer, schedule, generator, [objective.variant.label], len(data["train"]),
                 "images", train_epoch, valid_accuracy, evaluate)
+
+
+def sgd_with_steps(model: nn.Module, config: ImageTrainConfig
+                   ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.MultiStepLR]:
+    """SGD with momentum and weight decay, its lr ×lr_decay at each milestone epoch."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones),
+                                                           gamma=config.lr_decay)
+
+
+def split_scores(logits: Tensor, labels: Tensor, num_classes: int) -> dict[str, Tensor]:
+    """`metrics.classification_metrics`, each [1], of logits [N, K] against labels [N]."""
+    return classification_metrics(logits[None], F.one_hot(labels, num_classes))
 
 
 def sgd_epoch(model: nn.Module, train: DeviceImages, objective: ImageObjective,
@@ -210,7 +229,3 @@ def predict(model: nn.Module, images: DeviceImages, batch_size: int, placement: 
         with placement.autocast():
             outputs.append(model(x).float())
     return torch.cat(outputs)
-
-
-def _one_hot(images: DeviceImages, num_classes: int) -> Tensor:
-    return F.one_hot(images.labels, num_classes).float()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -24,16 +23,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from partialkd.cli import GRID_HELP, add_run_options, add_sgd_options, parse_run_args, sgd_config
 from partialkd.datasets import load_dataset
 from partialkd.grid import Variant, expand_grid
 from partialkd.image_models import build_image_model, classifier
-from partialkd.image_training import PRECISIONS, ImageObjective, ImageTrainConfig, Placement
+from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement
 from partialkd.imagenet import FolderImages, InputSize, few
 from partialkd.io import load_torch
 from partialkd.loader_training import loader_loop
 from partialkd.prepare import derived_seed
 from partialkd.teachers import teacher_checkpoint
-from partialkd.train import ORDER_SEED, parse_tag, require_teacher, save_run, sha256
+from partialkd.train import ORDER_SEED, require_teacher, save_run, sha256
 from partialkd.train_images import seeded_model
 from partialkd.training import run_epochs
 
@@ -139,46 +139,28 @@ def _load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path
                          f"{len(keys.unexpected_keys)} others ({few(keys.unexpected_keys)})")
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partialkd.train_imagenet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True, help="the index from `prepare imagenet`")
     parser.add_argument("--arch", required=True, choices=ARCHS)
-    parser.add_argument("--grid", required=True, type=json.loads,
-                        help='JSON with one variant, e.g. \'{"kd": {"lam": [0.9], "tau": [4]}}\'')
+    parser.add_argument("--grid", required=True, type=json.loads, help=GRID_HELP)
     parser.add_argument("--teacher", help="a teacher run's model.pt, or a state dict (with --teacher-arch)")
     parser.add_argument("--teacher-arch", choices=ARCHS,
                         help="the architecture of a plain state-dict --teacher file")
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--lr", type=float, required=True)
-    parser.add_argument("--momentum", type=float, required=True)
-    parser.add_argument("--weight-decay", type=float, required=True)
-    parser.add_argument("--milestones", type=int, nargs="*", default=[], help="epochs where lr decays")
-    parser.add_argument("--lr-decay", type=float, required=True, help="lr factor at each milestone")
+    add_sgd_options(parser)
     parser.add_argument("--crop", type=int, default=InputSize.crop, help="training and evaluation crop (px)")
     parser.add_argument("--resize", type=int, default=InputSize.resize,
                         help="evaluation: short side resized to this before the centre crop (px)")
     parser.add_argument("--eval-batch-size", type=int, default=250)
     parser.add_argument("--workers", type=int, default=0, help="image-decoding processes (0: in this one)")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--no-tau-squared", action="store_true", help="c(τ) = 1 instead of τ²")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 autocast on a GPU, fp32 on a CPU")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="KEY=VALUE",
-                        help="a label recorded in metrics.json (repeatable)")
-    parser.add_argument("--out-dir", required=True)
-    return parser.parse_args(argv)
+    add_run_options(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
-    config = ImageTrainConfig(args.arch, args.epochs, args.batch_size, args.lr, args.momentum,
-                              args.weight_decay, tuple(args.milestones), args.lr_decay, args.seed,
-                              not args.no_tau_squared, args.precision, args.eval_batch_size)
+    args = parse_run_args(_parser(), argv)
+    config = sgd_config(args, eval_batch_size=args.eval_batch_size)
     run(args.index, args.grid, config, args.out_dir, InputSize(args.crop, args.resize), args.workers,
         args.teacher, args.teacher_arch, dict(args.tag))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -17,13 +16,14 @@ from typing import Any
 
 import torch
 
+from partialkd.cli import GRID_HELP, add_run_options, add_sgd_options, parse_run_args, sgd_config
 from partialkd.datasets import load_dataset
 from partialkd.grid import expand_grid
 from partialkd.image_models import build_image_model, classifier
-from partialkd.image_training import PRECISIONS, ImageObjective, ImageTrainConfig, Placement, image_loop
+from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement, image_loop
 from partialkd.prepare import derived_seed
 from partialkd.teachers import load_image_teacher
-from partialkd.train import INIT_SEED, ORDER_SEED, parse_tag, require_teacher, save_run, sha256
+from partialkd.train import INIT_SEED, ORDER_SEED, require_teacher, save_run, sha256
 from partialkd.training import run_epochs
 
 
@@ -55,47 +55,30 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainCo
     return save_run(out_dir, arch, variants, fingerprint, result, dataset, tags)
 
 
-def seeded_model(arch: str, num_classes: int, seed: int) -> torch.nn.Module:
-    """The initial network of `seed`: the same weights for every method (paired comparison)."""
+def seeded_model(arch: str, num_classes: int, seed: int,
+                 build: Callable[[str, int], torch.nn.Module] = build_image_model) -> torch.nn.Module:
+    """The initial network of `seed` (`build(arch, num_classes)`, an image network by default):
+    the same weights for every method (paired comparison)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(seed, INIT_SEED))
-        return build_image_model(arch, num_classes)
+        return build(arch, num_classes)
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partialkd.train_images", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared dataset (data.pt)")
     parser.add_argument("--arch", required=True, help="network, e.g. resnet20 (partialkd.image_models)")
-    parser.add_argument("--grid", required=True, type=json.loads,
-                        help='JSON with one variant, e.g. \'{"kd": {"lam": [0.9], "tau": [4]}}\'')
+    parser.add_argument("--grid", required=True, type=json.loads, help=GRID_HELP)
     parser.add_argument("--teacher", help="a teacher run's model.pt")
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--lr", type=float, required=True)
-    parser.add_argument("--momentum", type=float, required=True)
-    parser.add_argument("--weight-decay", type=float, required=True)
-    parser.add_argument("--milestones", type=int, nargs="*", default=[], help="epochs where lr decays")
-    parser.add_argument("--lr-decay", type=float, required=True, help="lr factor at each milestone")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--no-tau-squared", action="store_true", help="c(τ) = 1 instead of τ²")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 autocast on a GPU, fp32 on a CPU")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="KEY=VALUE",
-                        help="a label recorded in metrics.json (repeatable)")
-    parser.add_argument("--out-dir", required=True)
-    return parser.parse_args(argv)
+    add_sgd_options(parser)
+    add_run_options(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
-    config = ImageTrainConfig(args.arch, args.epochs, args.batch_size, args.lr, args.momentum,
-                              args.weight_decay, tuple(args.milestones), args.lr_decay, args.seed,
-                              not args.no_tau_squared, args.precision)
-    run(args.data, args.grid, config, args.out_dir, args.teacher, dict(args.tag))
+    args = parse_run_args(_parser(), argv)
+    run(args.data, args.grid, sgd_config(args), args.out_dir, args.teacher, dict(args.tag))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,14 +17,16 @@ from typing import Any
 
 import torch
 
+from partialkd.cli import GRID_HELP, add_run_options, parse_run_args
 from partialkd.datasets import load_dataset
 from partialkd.grid import expand_grid
-from partialkd.image_training import PRECISIONS, ImageObjective, Placement
+from partialkd.image_training import ImageObjective, Placement
 from partialkd.lm_models import ARCHITECTURES, build_lm
 from partialkd.lm_training import LMTrainConfig, lm_loop, load_lm_teacher
 from partialkd.prepare import derived_seed
 from partialkd.targets import TARGETS
-from partialkd.train import INIT_SEED, ORDER_SEED, parse_tag, require_teacher, save_run, sha256
+from partialkd.train import ORDER_SEED, require_teacher, save_run, sha256
+from partialkd.train_images import seeded_model
 from partialkd.training import run_epochs
 
 
@@ -60,18 +61,15 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: LMTrainConfi
 
 def seeded_lm(arch: str, num_classes: int, seed: int) -> torch.nn.Module:
     """The initial language model of `seed`: the same weights for every method (paired)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derived_seed(seed, INIT_SEED))
-        return build_lm(arch, num_classes)
+    return seeded_model(arch, num_classes, seed, build_lm)
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partialkd.train_lm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared Penn Treebank dataset (data.pt)")
     parser.add_argument("--arch", required=True, choices=ARCHITECTURES, help="LSTM size")
-    parser.add_argument("--grid", required=True, type=json.loads,
-                        help='JSON with one variant, e.g. \'{"kd": {"lam": [0.9], "tau": [4]}}\'')
+    parser.add_argument("--grid", required=True, type=json.loads, help=GRID_HELP)
     parser.add_argument("--teacher", help="a teacher run's model.pt")
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True, help="columns of the train stream")
@@ -81,23 +79,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="lr divisor each epoch after --decay-after")
     parser.add_argument("--decay-after", type=int, required=True, help="epochs at the initial lr")
     parser.add_argument("--clip", type=float, required=True, help="maximal gradient norm")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--no-tau-squared", action="store_true", help="c(τ) = 1 instead of τ²")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: bf16 autocast on a GPU, fp32 on a CPU")
     parser.add_argument("--eval-batch-size", type=int, default=10,
                         help="contiguous segments of a valid/test stream scored side by side")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="KEY=VALUE",
-                        help="a label recorded in metrics.json (repeatable)")
-    parser.add_argument("--out-dir", required=True)
-    return parser.parse_args(argv)
+    add_run_options(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_run_args(_parser(), argv)
     config = LMTrainConfig(args.arch, args.epochs, args.batch_size, args.bptt, args.lr,
                            args.lr_decay, args.decay_after, args.clip, args.seed,
                            not args.no_tau_squared, args.precision, args.eval_batch_size)
