@@ -184,6 +184,23 @@ BAD_VALUES = {
     "bad md5": (_set(("cifar100", "data", "md5"), "abc"), ["cifar100.data.md5"]),
     "unknown precision": (_set(("cifar100", "recipe", "precision"), "fp16"),
                           ["cifar100.recipe.precision", "fp16"]),
+    "teacher recipe override out of range": (
+        _set(("fashion_mnist", "teachers", "cnn_wide", "recipe"), {"epochs": 0}),
+        ["fashion_mnist.teachers.cnn_wide.recipe.epochs", "minimum"]),
+    "teacher recipe override unknown": (
+        _set(("fashion_mnist", "teachers", "cnn_wide", "recipe"), {"epoch": 3}),
+        ["fashion_mnist.teachers.cnn_wide.recipe", "epoch"]),
+    "teacher recipe milestones out of order": (
+        _set(("fashion_mnist", "teachers", "cnn_wide", "recipe"), {"milestones": [9, 3]}),
+        ["fashion_mnist.teachers.cnn_wide.recipe.milestones"]),
+    "student architecture not defined": (
+        _set(("fashion_mnist", "students", "pairs"), [{"teacher": "cnn", "student": "mlp32"}]),
+        ["fashion_mnist.students.pairs.0.student", "mlp32", "mlp64"]),
+    "k above Fashion-MNIST's classes": (
+        _set(("fashion_mnist", "methods", "kd_topk"), {"lam": [0.9], "tau": [4], "k": [11]}),
+        ["fashion_mnist.methods.kd_topk.k", "10 classes"]),
+    "bad Fashion-MNIST md5": (_set(("fashion_mnist", "data", "md5"), {"t10k-images-idx3-ubyte.gz": "xyz"}),
+                              ["fashion_mnist.data.md5"]),
 }
 
 

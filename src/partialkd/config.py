@@ -11,8 +11,8 @@ from partialkd.grid import expand_grid
 from partialkd.image_models import ARCHITECTURES
 from partialkd.targets import distils
 
-CIFAR100_CLASSES = 100
-CIFAR100_K = f"CIFAR-100's {CIFAR100_CLASSES} classes"
+# The classes of each real-data track: no top-k may keep more.
+TRACK_CLASSES = {"cifar100": ("CIFAR-100", 100), "fashion_mnist": ("Fashion-MNIST", 10)}
 
 
 class ConfigError(ValueError):
@@ -22,16 +22,22 @@ class ConfigError(ValueError):
 def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
     """Check `config` against the JSON schema, then against the registries of methods and models."""
     schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise ConfigError(f"params.yaml: {key}: {error.message}")
+    _raise_first(schema, config, "")
     synthetic = config["synthetic"]
     num_classes = synthetic["data"]["num_classes"]
     _check_methods("synthetic.methods", synthetic["methods"], f"synthetic.data.num_classes = {num_classes}",
                    num_classes)
-    _check_cifar100(config["cifar100"])
+    for track in TRACK_CLASSES:
+        _check_image_track(track, config[track], schema)
+
+
+def _raise_first(schema: dict[str, Any], instance: Any, where: str) -> None:
+    """The schema's most relevant error, as a ConfigError naming the key (`where` prefixes it)."""
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is not None:
+        key = ".".join([where, *map(str, error.absolute_path)]).strip(".") or "(top level)"
+        raise ConfigError(f"params.yaml: {key}: {error.message}")
 
 
 def _check_methods(key: str, grids: dict[str, Any], classes: str, num_classes: int) -> None:
@@ -45,33 +51,48 @@ def _check_methods(key: str, grids: dict[str, Any], classes: str, num_classes: i
             raise ConfigError(f"params.yaml: {key}.{method}.k: values must not exceed {classes}")
 
 
-def _check_cifar100(section: dict[str, Any]) -> None:
-    _check_methods("cifar100.methods", section["methods"], CIFAR100_K, CIFAR100_CLASSES)
-    for name, teacher in section["teachers"].items():
-        key = f"cifar100.teachers.{name}"
-        _check_arch(f"{key}.arch", teacher["arch"])
-        _check_methods(f"{key}.target", teacher["target"], CIFAR100_K, CIFAR100_CLASSES)
+def _check_image_track(track: str, section: dict[str, Any], schema: dict[str, Any]) -> None:
+    """An image track's methods, teachers (architecture, target, merged recipe) and pairs."""
+    name, num_classes = TRACK_CLASSES[track]
+    classes = f"{name}'s {num_classes} classes"
+    _check_methods(f"{track}.methods", section["methods"], classes, num_classes)
+    _check_milestones(f"{track}.recipe.milestones", section["recipe"]["milestones"])
+    for teacher_name, teacher in section["teachers"].items():
+        key = f"{track}.teachers.{teacher_name}"
+        _check_arch(f"{key}.arch", teacher["arch"], ARCHITECTURES)
+        _check_methods(f"{key}.target", teacher["target"], classes, num_classes)
         (variant, *more) = expand_grid(teacher["target"])
         if more or distils(variant.method):
             raise ConfigError(f"params.yaml: {key}.target: a teacher trains one variant of a method "
                               f"that needs no teacher (e.g. ce or ls), got {teacher['target']}")
-    milestones = section["recipe"]["milestones"]
-    if milestones != sorted(milestones):
-        raise ConfigError(f"params.yaml: cifar100.recipe.milestones: give the epochs in increasing "
-                          f"order, got {milestones}")
+        recipe = teacher_recipe(section, teacher_name)
+        _raise_first({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/recipe"},
+                     recipe, f"{key}.recipe")
+        _check_milestones(f"{key}.recipe.milestones", recipe["milestones"])
+    students = tuple(section["students"].get("architectures", ARCHITECTURES))
     for index, pair in enumerate(section["students"]["pairs"]):
-        key = f"cifar100.students.pairs.{index}"
+        key = f"{track}.students.pairs.{index}"
         if pair["teacher"] not in section["teachers"]:
             raise ConfigError(f"params.yaml: {key}.teacher: '{pair['teacher']}' is not one of "
-                              f"cifar100.teachers ({', '.join(section['teachers'])})")
-        _check_arch(f"{key}.student", pair["student"])
+                              f"{track}.teachers ({', '.join(section['teachers'])})")
+        _check_arch(f"{key}.student", pair["student"], students)
         unknown = sorted(set(pair.get("methods", [])) - set(section["methods"]))
         if unknown:
             raise ConfigError(f"params.yaml: {key}.methods: {', '.join(unknown)} not in "
-                              f"cifar100.methods ({', '.join(section['methods'])})")
+                              f"{track}.methods ({', '.join(section['methods'])})")
 
 
-def _check_arch(key: str, arch: str) -> None:
-    if arch not in ARCHITECTURES:
+def teacher_recipe(section: dict[str, Any], teacher: str) -> dict[str, Any]:
+    """The track's training recipe with the teacher's own overrides (e.g. more epochs)."""
+    return {**section["recipe"], **section["teachers"][teacher].get("recipe", {})}
+
+
+def _check_milestones(key: str, milestones: list[int]) -> None:
+    if milestones != sorted(milestones):
+        raise ConfigError(f"params.yaml: {key}: give the epochs in increasing order, got {milestones}")
+
+
+def _check_arch(key: str, arch: str, known: tuple[str, ...]) -> None:
+    if arch not in known:
         raise ConfigError(f"params.yaml: {key}: unknown architecture '{arch}'; "
-                          f"choose from {', '.join(ARCHITECTURES)}")
+                          f"choose from {', '.join(known)}")

@@ -34,7 +34,8 @@ from partialkd.tables import (Table, accuracy_table, claims_table, pair_table, s
                               students_of)
 
 TITLE = "Reproduction report: Understanding and Improving Knowledge Distillation"
-TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-100 (NOTES §4)"}
+TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-100 (NOTES §4)",
+                "fashion_mnist": "Fashion-MNIST (NOTES §4)"}
 
 ANALYSIS_CAPTIONS = {
     "rescaling": "gradient rescaling w_t (the true-class gradient of the loss divided by CE's) "

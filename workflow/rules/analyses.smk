@@ -15,11 +15,11 @@ def figure_files(track, condition, kinds):
 
 def reported_figures(track, condition, kinds):
     """figure_files as a rule's outputs: each PNG flagged for `snakemake --report`, captioned by
-    its kind (workflow/report/<kind>.rst)."""
+    its kind (workflow/report/<kind>.rst), filed under its track (a name or a wildcard)."""
     files = []
     for kind in kinds:
         png, pdf = figure_files(track, condition, [kind])
-        files += [report(png, caption=f"../report/{kind}.rst", category=TRACK_CATEGORIES[track],
+        files += [report(png, caption=f"../report/{kind}.rst", category=track,
                          subcategory="Analyses", labels={"condition": condition, "figure": kind}), pdf]
     return files
 
@@ -44,28 +44,30 @@ rule synthetic_analysis:
         " --figure-stem paper/figures/synthetic/gamma{wildcards.gamma}_{wildcards.teacher} 2> {log}"
 
 
-rule cifar100_analysis:
+rule image_analysis:
     input:
-        data=CIFAR_DATA,
-        teacher=cifar_teacher_model,
-        summary=rules.cifar100_summary.output.table,
+        data=lambda w: TRACK_DATA[w.track],
+        teacher="results/{track}/teachers/{teacher_name}/model.pt",
+        summary="results/{track}/summary.csv",
         code=CODE["analyse"],
     output:
-        json=f"{CIFAR_DIR}/analyses/{{teacher_name}}/{{student_arch}}.json",
-        figures=reported_figures("cifar100", "{teacher_name}_{student_arch}", ANALYSIS_KINDS),
+        json="results/{track}/analyses/{teacher_name}/{student_arch}.json",
+        figures=reported_figures("{track}", "{teacher_name}_{student_arch}", ANALYSIS_KINDS),
     wildcard_constraints:
-        teacher_name="|".join(CIFAR["teachers"]),
-        student_arch="|".join(student for _, student in full_pairs()),
+        track="|".join(IMAGE_TRACKS),
+        teacher_name="|".join({name for track in IMAGE_TRACKS for name in config[track]["teachers"]}),
+        student_arch="|".join({pair[1] for track in IMAGE_TRACKS for pair in full_pairs(track)}),
     resources:
         gpu=1,
     log:
-        "logs/cifar100/analyses/{teacher_name}/{student_arch}.log",
+        "logs/{track}/analyses/{teacher_name}/{student_arch}.log",
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.analyse --data {input.data} --teacher {input.teacher}"
         " --teacher-name {wildcards.teacher_name} --summary {input.summary}"
         " --student {wildcards.student_arch} --out-json {output.json}"
-        " --figure-stem paper/figures/cifar100/{wildcards.teacher_name}_{wildcards.student_arch} 2> {log}"
+        " --figure-stem paper/figures/{wildcards.track}/{wildcards.teacher_name}_{wildcards.student_arch}"
+        " 2> {log}"
 
 
 rule synthetic_diagnosis:
@@ -89,28 +91,31 @@ rule synthetic_diagnosis:
         " --figure-stem paper/figures/synthetic/gamma{wildcards.gamma} 2> {log}"
 
 
-rule cifar100_diagnosis:
+rule image_diagnosis:
     input:
-        data=CIFAR_DATA,
-        teachers=lambda w: [rules.cifar100_teacher.output.model.format(teacher_name=t)
-                            for t in diagnosed_teachers(w.student_arch)],
-        summary=rules.cifar100_summary.output.table,
+        data=lambda w: TRACK_DATA[w.track],
+        teachers=lambda w: [f"results/{w.track}/teachers/{t}/model.pt"
+                            for t in diagnosed_teachers(w.track, w.student_arch)],
+        summary="results/{track}/summary.csv",
         code=CODE["diagnose"],
     output:
-        json=f"{CIFAR_DIR}/diagnoses/{{student_arch}}.json",
-        figures=reported_figures("cifar100", "{student_arch}", DIAGNOSIS_KINDS),
+        json="results/{track}/diagnoses/{student_arch}.json",
+        figures=reported_figures("{track}", "{student_arch}", DIAGNOSIS_KINDS),
+    wildcard_constraints:
+        track="|".join(IMAGE_TRACKS),
+        student_arch="|".join({s for track in IMAGE_TRACKS for s in diagnosed_students(track)}),
     params:
         teachers=lambda w, input: " ".join(f"{t}={path}" for t, path in
-                                           zip(diagnosed_teachers(w.student_arch), input.teachers)),
+                                           zip(diagnosed_teachers(w.track, w.student_arch), input.teachers)),
     resources:
         gpu=1,
     log:
-        "logs/cifar100/diagnoses/{student_arch}.log",
+        "logs/{track}/diagnoses/{student_arch}.log",
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.diagnose --data {input.data} --teachers {params.teachers}"
         " --summary {input.summary} --student {wildcards.student_arch} --out-json {output.json}"
-        " --figure-stem paper/figures/cifar100/{wildcards.student_arch} 2> {log}"
+        " --figure-stem paper/figures/{wildcards.track}/{wildcards.student_arch} 2> {log}"
 
 
 def analysis_jsons(track):
@@ -118,16 +123,16 @@ def analysis_jsons(track):
     if track == "synthetic":
         return expand(rules.synthetic_analysis.output.json, gamma=GAMMAS,
                       teacher=config["claims"]["teacher"])
-    return [rules.cifar100_analysis.output.json.format(teacher_name=teacher, student_arch=student)
-            for teacher, student in full_pairs()]
+    return [rules.image_analysis.output.json.format(track=track, teacher_name=teacher, student_arch=student)
+            for teacher, student in full_pairs(track)]
 
 
 def diagnosis_jsons(track):
     """The teachers' diagnoses of a track: per γ (synthetic) or per student taught by several."""
     if track == "synthetic":
         return expand(rules.synthetic_diagnosis.output.json, gamma=GAMMAS)
-    return [rules.cifar100_diagnosis.output.json.format(student_arch=student)
-            for student in diagnosed_students()]
+    return [rules.image_diagnosis.output.json.format(track=track, student_arch=student)
+            for student in diagnosed_students(track)]
 
 
 def analysis_figures(track):
@@ -136,7 +141,7 @@ def analysis_figures(track):
         conditions = [(f"gamma{g}_{config['claims']['teacher']}", ANALYSIS_KINDS) for g in GAMMAS]
         conditions += [(f"gamma{g}", DIAGNOSIS_KINDS) for g in GAMMAS]
     else:
-        conditions = [(f"{teacher}_{student}", ANALYSIS_KINDS) for teacher, student in full_pairs()]
-        conditions += [(student, DIAGNOSIS_KINDS) for student in diagnosed_students()]
+        conditions = [(f"{teacher}_{student}", ANALYSIS_KINDS) for teacher, student in full_pairs(track)]
+        conditions += [(student, DIAGNOSIS_KINDS) for student in diagnosed_students(track)]
     return [path for condition, kinds in conditions for path in figure_files(track, condition, kinds)
             if path.endswith(".png")]

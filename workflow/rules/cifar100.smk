@@ -30,7 +30,7 @@ rule cifar100_teacher:
     params:
         arch=lambda w: CIFAR["teachers"][w.teacher_name]["arch"],
         grid=lambda w: json.dumps(CIFAR["teachers"][w.teacher_name]["target"]),
-        recipe=recipe_args(CIFAR["recipe"]),
+        recipe=lambda w: recipe_args(teacher_recipe(CIFAR, w.teacher_name)),
         seed=CIFAR["teacher_seed"],
     resources:
         gpu=1,

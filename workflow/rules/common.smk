@@ -4,7 +4,7 @@ import os
 import re
 
 from partialkd.aggregate import NO_TEACHER
-from partialkd.config import validate_params
+from partialkd.config import teacher_recipe, validate_params
 from partialkd import matrix
 
 validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
@@ -12,6 +12,10 @@ validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
 TRACKS = config["tracks"]
 SYN = config["synthetic"]
 CIFAR = config["cifar100"]
+FMNIST = config["fashion_mnist"]
+# The tracks whose students are named by (teacher, student architecture): the claims, analyses
+# and diagnoses of all of them run through the same rules.
+IMAGE_TRACKS = ("cifar100", "fashion_mnist")
 
 # The package modules each step runs: rule inputs, so that editing one re-runs its steps (and
 # the dependencies of the matching stage in dvc.yaml; a test keeps the two in step).
@@ -38,9 +42,8 @@ CODE = {
     }.items()
 }
 SYN_DIR = "results/synthetic"
-# The report's category of each track (`snakemake --report`).
-TRACK_CATEGORIES = {"synthetic": "Synthetic study", "cifar100": "CIFAR-100"}
 CIFAR_DIR = "results/cifar100"
+FMNIST_DIR = "results/fashion_mnist"
 
 
 def gamma_label(gamma):
@@ -80,41 +83,59 @@ def cifar_teacher_model(wildcards):
     return rules.cifar100_teacher.output.model.format(teacher_name=wildcards.teacher_name)
 
 
-def full_pairs():
-    """The CIFAR-100 (teacher, student) pairs that train every method: the claims compare on
+# The Fashion-MNIST matrix: per pair and seed, one stack of the pair's methods.
+FMNIST_DATA = f"{FMNIST_DIR}/data/data.pt"
+FMNIST_TEACHERS = list(dict.fromkeys(pair["teacher"] for pair in FMNIST["students"]["pairs"]))
+TRACK_DATA = {"cifar100": CIFAR_DATA, "fashion_mnist": FMNIST_DATA}
+
+
+def fmnist_pair_methods(teacher, student):
+    """The method grids one Fashion-MNIST student stack trains: its pair's methods."""
+    pair = next(p for p in FMNIST["students"]["pairs"] if (p["teacher"], p["student"]) == (teacher, student))
+    return {method: grid for method, grid in FMNIST["methods"].items()
+            if method in pair.get("methods", FMNIST["methods"])}
+
+
+def fmnist_student_args(student):
+    """The `python -m partialkd.train` options of a Fashion-MNIST student architecture."""
+    training = FMNIST["students"]["training"]
+    return (training_args({**training, **FMNIST["students"]["architectures"][student]})
+            + f" --train-size {training['train_size']}" + ("" if training["tau_squared"] else " --no-tau-squared"))
+
+
+def full_pairs(track):
+    """An image track's (teacher, student) pairs that train every method: the claims compare on
     them, and the students' analyses run on them."""
-    return list(dict.fromkeys((p["teacher"], p["student"]) for p in CIFAR["students"]["pairs"]
+    return list(dict.fromkeys((p["teacher"], p["student"]) for p in config[track]["students"]["pairs"]
                               if "methods" not in p))
 
 
-def diagnosed_teachers(student):
-    """The teachers a CIFAR-100 student architecture learns from, in params order."""
-    return list(dict.fromkeys(p["teacher"] for p in CIFAR["students"]["pairs"] if p["student"] == student))
+def diagnosed_teachers(track, student):
+    """The teachers a student architecture of an image track learns from, in params order."""
+    return list(dict.fromkeys(p["teacher"] for p in config[track]["students"]["pairs"]
+                              if p["student"] == student))
 
 
-def diagnosed_students():
-    """The CIFAR-100 student architectures taught by several teachers: their teachers' diagnoses
-    (C9, C12) compare the students those teachers produce."""
-    students = dict.fromkeys(p["student"] for p in CIFAR["students"]["pairs"])
-    return [student for student in students if len(diagnosed_teachers(student)) > 1]
+def diagnosed_students(track):
+    """The student architectures of an image track taught by several teachers: their teachers'
+    diagnoses (C9, C12) compare the students those teachers produce."""
+    students = dict.fromkeys(p["student"] for p in config[track]["students"]["pairs"])
+    return [student for student in students if len(diagnosed_teachers(track, student)) > 1]
 
 
-def full_matrix_pairs():
+def full_matrix_pairs(track):
     """The full pairs as `python -m partialkd.claims` options."""
-    return " ".join(f"--pair {teacher} {student}" for teacher, student in full_pairs())
+    return " ".join(f"--pair {teacher} {student}" for teacher, student in full_pairs(track))
 
 
 def report_inputs(wildcards):
     """Each listed track's summary and claims (key: the track), and its figures as PNG (key:
     `<track>_figures`; the PDF beside each comes from the same job)."""
     inputs = {"code": CODE["report"]}
-    if "synthetic" in TRACKS:
-        inputs |= {"synthetic": [rules.synthetic_summary.output.table, rules.synthetic_claims.output[0]],
-                   "synthetic_figures": [*expand(rules.synthetic_figure.output.png, figure=("gain", "topk")),
-                                         *analysis_figures("synthetic")]}
-    if "cifar100" in TRACKS:
-        inputs |= {"cifar100": [rules.cifar100_summary.output.table, rules.cifar100_claims.output[0]],
-                   "cifar100_figures": analysis_figures("cifar100")}
+    for track in TRACKS:
+        own = expand(rules.synthetic_figure.output.png, figure=("gain", "topk")) if track == "synthetic" else []
+        inputs[track] = [f"results/{track}/summary.csv", f"results/{track}/claims.json"]
+        inputs[f"{track}_figures"] = [*own, *analysis_figures(track)]
     return inputs
 
 

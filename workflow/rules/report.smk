@@ -15,7 +15,7 @@ rule synthetic_claims:
         code=CODE["claims"],
     output:
         report(f"{SYN_DIR}/claims.json", caption="../report/claims.rst", category="Claims",
-               subcategory=TRACK_CATEGORIES["synthetic"]),
+               subcategory="synthetic"),
     params:
         claims=config["claims"],
     log:
@@ -26,23 +26,26 @@ rule synthetic_claims:
         " --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
-rule cifar100_claims:
+rule image_claims:
     input:
-        summary=rules.cifar100_summary.output.table,
-        analyses=analysis_jsons("cifar100"),
-        diagnoses=diagnosis_jsons("cifar100"),
+        summary="results/{track}/summary.csv",
+        analyses=lambda w: analysis_jsons(w.track),
+        diagnoses=lambda w: diagnosis_jsons(w.track),
         code=CODE["claims"],
     output:
-        report(f"{CIFAR_DIR}/claims.json", caption="../report/claims.rst", category="Claims",
-               subcategory=TRACK_CATEGORIES["cifar100"]),
+        report("results/{track}/claims.json", caption="../report/claims.rst", category="Claims",
+               subcategory="{track}"),
+    wildcard_constraints:
+        track="|".join(IMAGE_TRACKS),
     params:
         claims=config["claims"],
-        pairs=full_matrix_pairs(),
+        pairs=lambda w: full_matrix_pairs(w.track),
+        diagnoses=lambda w, input: f"--diagnoses {input.diagnoses}" if input.diagnoses else "",
     log:
-        "logs/cifar100/claims.log",
+        "logs/{track}/claims.log",
     shell:
         "python -m partialkd.claims --summary {input.summary} {params.pairs}"
-        " --analyses {input.analyses} --diagnoses {input.diagnoses} --z {params.claims[z]}"
+        " --analyses {input.analyses} {params.diagnoses} --z {params.claims[z]}"
         " --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
@@ -52,7 +55,7 @@ rule synthetic_figure:
         code=CODE["figures"],
     output:
         png=report("paper/figures/synthetic/{figure}.png", caption="../report/synthetic_figure.rst",
-                   category=TRACK_CATEGORIES["synthetic"], subcategory="Figures",
+                   category="synthetic", subcategory="Figures",
                    labels={"figure": "{figure}"}),
         pdf="paper/figures/synthetic/{figure}.pdf",
     wildcard_constraints:
