@@ -18,6 +18,8 @@ wildcard_constraints:
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/cifar100.smk"
 include: "workflow/rules/fashion_mnist.smk"
+include: "workflow/rules/ptb.smk"
+include: "workflow/rules/imagenet.smk"
 include: "workflow/rules/analyses.smk"
 include: "workflow/rules/report.smk"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from partialkd.figures import synthetic_topk_figure, topk_by_k
+from partialkd.figures import topk_by_k, topk_figure
 from partialkd.style import save_figure
 
 
@@ -30,7 +30,7 @@ def test_topk_by_k_chooses_each_ks_variant_on_validation() -> None:
 
 
 def test_topk_figure_draws_a_panel_per_gamma_with_the_kd_reference(tmp_path) -> None:
-    figure = synthetic_topk_figure(topk_summary(), "sd")
+    figure = topk_figure(topk_summary(), "sd")
     (ax,) = figure.axes
     assert ax.get_title() == "teacher mlp, γ = 0"
     assert [tick.get_text() for tick in ax.get_xticklabels()] == ["2", "5"]
@@ -38,3 +38,17 @@ def test_topk_figure_draws_a_panel_per_gamma_with_the_kd_reference(tmp_path) -> 
     assert reference and reference[0].get_ydata()[0] == pytest.approx(55.0)
     save_figure(figure, tmp_path / "topk")
     assert (tmp_path / "topk.png").stat().st_size > 1000 and (tmp_path / "topk.pdf").is_file()
+
+
+def test_topk_figure_of_an_image_track_draws_a_panel_per_pair() -> None:
+    summary = topk_summary().assign(gamma=float("nan"), student="resnet20")
+    other = summary.assign(teacher="resnet110", student="resnet32")
+    figure = topk_figure(pd.concat([summary, other], ignore_index=True), "se")
+    titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
+    assert titles == ["mlp → resnet20", "resnet110 → resnet32"]
+
+
+def test_topk_figure_without_kd_topk_students_names_the_fix() -> None:
+    summary = topk_summary()
+    with pytest.raises(ValueError, match="add kd_topk"):
+        topk_figure(summary[summary["method"] == "kd"], "sd")

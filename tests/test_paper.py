@@ -127,7 +127,7 @@ def test_conditions_are_named_in_words(track: str, condition: str, label: str) -
 
 
 def test_caption_files_of_the_html_report_match_the_reports_captions() -> None:
-    captions = {**ANALYSIS_CAPTIONS, "synthetic_figure": TOPK_CAPTION}
+    captions = {**ANALYSIS_CAPTIONS, "track_figure": TOPK_CAPTION}
     for name, caption in captions.items():
         text = " ".join((REPO / "workflow/report" / f"{name}.rst").read_text().split())
         expected = re.sub(r"`([^`]+)`", r"``\1``", caption)

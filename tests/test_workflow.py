@@ -129,5 +129,16 @@ def test_redrawing_after_a_style_or_figure_parameter_change_retrains_nothing(fin
     replotted = planned_rules(snakemake(finished_workflow, "--configfile", "tiny_se.yaml", "--dry-run"))
     for plan in (restyled, replotted):
         assert not [rule for rule in plan if re.search("dataset|teacher|student", rule)], plan
-    assert {"synthetic_figure", "synthetic_analysis", "report"} <= restyled
-    assert replotted - {"paper_pdf", "all"} == {"synthetic_figure", "report"}
+    assert {"track_figure", "synthetic_analysis", "report"} <= restyled
+    assert replotted - {"paper_pdf", "all"} == {"track_figure", "report"}
+
+
+def test_the_default_params_plan_all_five_tracks(tmp_path: Path) -> None:
+    """`snakemake -n --resources gpu=4` on the repository's params.yaml plans every track's jobs;
+    a dry run reads no data (the ImageNet root need not exist)."""
+    copy_workflow(tmp_path)
+    plan = planned_rules(snakemake(tmp_path, "--dry-run", "--resources", "gpu=4"))
+    for track in ("synthetic", "cifar100", "fashion_mnist", "ptb", "imagenet"):
+        assert f"{track}_summary" in plan, plan
+    assert {"ptb_teacher", "ptb_student", "imagenet_teacher", "imagenet_student", "image_analysis",
+            "image_claims", "report"} <= plan

@@ -3,14 +3,16 @@
 One row per variant of each run (a synthetic run trains a stack of variants, an image run one):
 its hyperparameters and its metrics at the best-on-validation epoch (`best_*`) and at the last
 epoch (`last_*`); accuracies are fractions, NLL in nats. Per seed and method (and teacher,
-student, γ), the variant with the best validation accuracy is marked `selected`: it represents
-its method in tables, figures and claims.
+student, γ), the variant with the best validation score (`--select-by`: accuracy by default,
+or a score where lower is better, like perplexity) is marked `selected`: it represents its
+method in tables, figures and claims.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,38 @@ SELECTION_GROUP = ["track", "role", "teacher", "student", "gamma", "seed", "meth
 NO_TEACHER = "none"  # the teacher tag of image-track students that take nothing from a teacher
 
 
-def summarise(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Score:
+    """A metric that selects grid points and that tables and claims compare: its name in the
+    runs' metrics (`best_valid_<name>`, `best_test_<name>`), its direction, and how it is shown
+    (value × scale, with a unit)."""
+    name: str
+    lower_is_better: bool
+    scale: float
+    unit: str  # after a number, e.g. " pts"
+    label: str  # what a table's cells hold
+
+    def column(self, when: str = "best", split: str = "test") -> str:
+        return f"{when}_{split}_{self.name}"
+
+    def points(self, values: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+        """Values as shown: accuracy fractions as percentages, perplexities as they are."""
+        return values * self.scale
+
+
+# The scores a track may use (`--select-by`, `--metric`): a property of the metric, not of a track.
+SCORES = {
+    "acc": Score("acc", False, 100.0, " pts", "test accuracy (%)"),
+    "ppl": Score("ppl", True, 1.0, " ppl", "test perplexity"),
+}
+ACCURACY = SCORES["acc"]
+
+
+def summarise(metrics_paths: Sequence[str | Path], select_by: Score = ACCURACY) -> pd.DataFrame:
     rows = [row for path in metrics_paths for row in _rows(Path(path))]
     table = pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*SELECTION_GROUP, *rows[0]])))
-    best = table.groupby(SELECTION_GROUP, dropna=False)["best_valid_acc"].idxmax()  # first on ties
+    groups = table.groupby(SELECTION_GROUP, dropna=False)[select_by.column(split="valid")]
+    best = groups.idxmin() if select_by.lower_is_better else groups.idxmax()  # first on ties
     table["selected"] = table.index.isin(best.to_numpy())
     return table
 
@@ -64,15 +94,15 @@ def _variant_row(variant: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def headline_metrics(table: pd.DataFrame) -> dict[str, Any]:
-    """Mean test accuracy (%, best-on-validation checkpoint) per teacher, condition (γ, or the
-    student architecture) and student method: the numbers `dvc metrics diff` compares. Keys avoid
-    '.', which DVC uses as a separator."""
+def headline_metrics(table: pd.DataFrame, score: Score = ACCURACY) -> dict[str, Any]:
+    """Mean test score (accuracy in %, best-on-validation checkpoint) per teacher, condition (γ,
+    or the student architecture) and student method: the numbers `dvc metrics diff` compares.
+    Keys avoid '.', which DVC uses as a separator."""
     students = selected_students(table)
     condition = [f"gamma_{gamma:g}".replace(".", "_") if pd.notna(gamma) else f"student_{student}"
                  for gamma, student in zip(students["gamma"], students["student"])]
     means = students.groupby([students["teacher"], pd.Series(condition, index=students.index),
-                              students["method"]])["best_test_acc"].mean() * 100
+                              students["method"]])[score.column()].mean() * score.scale
     metrics: dict[str, Any] = {}
     for (teacher, key, method), value in means.items():
         metrics.setdefault(teacher, {}).setdefault(key, {})[method] = round(float(value), 3)
@@ -85,13 +115,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="CSV to write")
     parser.add_argument("--metrics-out", help="JSON of mean student accuracies, for DVC metrics")
     parser.add_argument("--selected-out", help="CSV of the selected student rows alone, for DVC plots")
+    parser.add_argument("--select-by", choices=sorted(SCORES), default="acc",
+                        help="the validation score that selects each method's grid point")
     args = parser.parse_args(argv)
-    table = summarise(args.metrics)
+    score = SCORES[args.select_by]
+    table = summarise(args.metrics, score)
     write_csv(table, args.out)
     if args.selected_out:
         write_csv(selected_students(table), args.selected_out)
     if args.metrics_out:
-        save_json(headline_metrics(table), args.metrics_out)
+        save_json(headline_metrics(table, score), args.metrics_out)
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:

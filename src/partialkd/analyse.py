@@ -10,26 +10,34 @@ teacher's) and STEM_rescaling, STEM_geometry, STEM_geometry_bars (.png/.pdf).
 The students are the summary's selected rows (each method's validation-selected grid point per
 seed) taught by NAME or by no teacher, at their best-on-validation weights; the examples are the
 validation split.
+
+With many classes (Penn Treebank's 10k words) `--top-classes N` restricts the class-similarity
+matrices (and their heatmaps) to the classes with ids below N (on PTB the N most frequent words,
+ids being frequency-ordered) and `--max-examples M` scores the rescaling on the first M validation
+examples (tokens) only. A teacher given as a plain state-dict file (an ImageNet teacher not
+trained by the workflow) takes `--teacher-arch`, `--crop` and `--resize`.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import Tensor
 
 from partialkd.aggregate import NO_TEACHER, selected_students
-from partialkd.datasets import Dataset, load_dataset
+from partialkd.datasets import Dataset, Split, load_dataset
 from partialkd.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
                                 similarity_heatmaps)
 from partialkd.io import save_json
 from partialkd.rescaling import check_agreement, per_example_rescaling, rescaling_figure, spearman
 from partialkd.style import save_figure
-from partialkd.trained import Network, checkpoint_networks, teacher_network
+from partialkd.trained import Network, checkpoint_networks, file_teacher_network, teacher_network
 
 RESCALING_METHODS = ("ls", "kd", "kd_pt")  # kd and kd_pt rescale alike; ls is the baseline
 GEOMETRY_METHODS = ("ce", "ls", "kd_sim", "kd", "kd_pt_sim")
@@ -69,10 +77,12 @@ def student_networks(rows: pd.DataFrame, dataset: Dataset) -> dict[int, dict[str
 
 
 def rescaling_rows(seed: int, students: dict[str, Network], teacher: Network, teacher_logits: Tensor,
-                   dataset: Dataset) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
-    """Per method of the seed: Spearman(w_t, p_t) and the formula/autograd gap; the frames."""
+                   dataset: Dataset, split: Split | None = None
+                   ) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
+    """Per method of the seed: Spearman(w_t, p_t) and the formula/autograd gap; the frames.
+    `split`: the examples (default: the whole validation split)."""
     rows, frames = [], {}
-    split = dataset[SPLIT]
+    split = dataset[SPLIT] if split is None else split
     for method in RESCALING_METHODS:
         if method not in students:
             continue
@@ -97,33 +107,65 @@ def geometry_rows(seed: int, students: dict[str, Network], teacher_matrix: Tenso
         matrix = cosine_matrix(students[method].class_weights)
         rows.append({"seed": seed, "method": method, "variant": students[method].variant.label,
                      "correlation": matrix_correlation(matrix, teacher_matrix),
-                     "block_contrast": block_contrast(matrix, groups)})
+                     "block_contrast": group_contrast(matrix, groups)})
         matrices[method] = matrix
     return rows, matrices
 
 
+def first_examples(split: Split, count: int | None) -> Split:
+    """The first `count` examples of `split` (all of them when None): a prefix, so that a token
+    stream stays a stream."""
+    if count is None or count >= len(split):
+        return split
+    return dataclasses.replace(split, x=split.x[:count], labels=split.labels[:count],
+                               posterior=None if split.posterior is None else split.posterior[:count])
+
+
+def top_class_weights(network: Network, top_classes: int | None) -> Tensor:
+    """The class vectors of the classes with ids below `top_classes` (all when None)."""
+    return network.class_weights if top_classes is None else network.class_weights[:top_classes]
+
+
+def group_contrast(matrix: Tensor, groups: Tensor) -> float | None:
+    """`block_contrast`, or None when the classes have no groups to contrast (ImageNet's index
+    reads no class hierarchy)."""
+    sizes = torch.bincount(groups)
+    if (sizes > 0).sum() < 2 or sizes.max() < 2:
+        return None
+    return block_contrast(matrix, groups)
+
+
 def analyse(data: str | Path, teacher_source: str | Path, students: pd.DataFrame, condition: float | str,
-            figure_stem: str | Path) -> dict[str, Any]:
+            figure_stem: str | Path, top_classes: int | None = None, max_examples: int | None = None,
+            teacher_file: dict[str, Any] | None = None) -> dict[str, Any]:
     """Both analyses of the `students` rows (from `analysed_students`) against one teacher;
-    `condition` names them in the claims (a γ, or 'teacher→student')."""
+    `condition` names them in the claims (a γ, or 'teacher→student'). `top_classes` restricts
+    the geometry to the classes with ids below it, `max_examples` the rescaling to the first
+    validation examples; `teacher_file` ({arch, crop, resize}) reads the teacher as a plain
+    state-dict file."""
     dataset = load_dataset(data)
-    teacher = teacher_network(teacher_source, dataset)
-    teacher_logits = teacher.logits(dataset[SPLIT])
-    teacher_matrix = cosine_matrix(teacher.class_weights)
+    teacher = (teacher_network(teacher_source, dataset) if teacher_file is None
+               else file_teacher_network(teacher_source, dataset, **teacher_file))
+    split = first_examples(dataset[SPLIT], max_examples)
+    teacher_logits = teacher.logits(split)
+    teacher_matrix = cosine_matrix(top_class_weights(teacher, top_classes))
+    groups = dataset.class_groups if top_classes is None else dataset.class_groups[:top_classes]
     rescaling, geometry, pooled, heatmaps = [], [], {}, {"teacher": teacher_matrix}
     for index, (seed, networks) in enumerate(sorted(student_networks(students, dataset).items())):
-        rows, frames = rescaling_rows(seed, networks, teacher, teacher_logits, dataset)
+        rows, frames = rescaling_rows(seed, networks, teacher, teacher_logits, dataset, split)
         rescaling += rows
         for method, frame in frames.items():
             pooled.setdefault(method, []).append(frame)
-        rows, matrices = geometry_rows(seed, networks, teacher_matrix, dataset.class_groups)
+        top = {method: dataclasses.replace(network, class_weights=top_class_weights(network, top_classes))
+               for method, network in networks.items()}
+        rows, matrices = geometry_rows(seed, top, teacher_matrix, groups)
         geometry += rows
         if index == 0:
             heatmaps.update({f"student: {m}": matrix for m, matrix in matrices.items()})
-    _figures(pooled, heatmaps, dataset.class_groups, pd.DataFrame(geometry), figure_stem)
+    _figures(pooled, heatmaps, groups, pd.DataFrame(geometry), figure_stem)
     return {"meta": {"condition": condition, "teacher": str(teacher_source),
-                     "split": SPLIT, "teacher_block_contrast": block_contrast(teacher_matrix,
-                                                                              dataset.class_groups)},
+                     "split": SPLIT, "examples": len(split), "classes": len(groups),
+                     "teacher_block_contrast": group_contrast(teacher_matrix, groups)},
             "rescaling": rescaling, "geometry": geometry}
 
 
@@ -148,11 +190,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gamma", type=float, help="the class correlation γ (synthetic track)")
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--figure-stem", required=True, help="path prefix of the figures")
+    parser.add_argument("--top-classes", type=_positive, help="geometry on the classes with ids below N only")
+    parser.add_argument("--max-examples", type=_positive, help="rescaling on the first M validation examples")
+    parser.add_argument("--teacher-arch", help="the architecture of a plain state-dict --teacher file")
+    parser.add_argument("--crop", type=int, help="with --teacher-arch: the evaluation crop (px)")
+    parser.add_argument("--resize", type=int, help="with --teacher-arch: the short side before the crop (px)")
     args = parser.parse_args(argv)
+    if args.teacher_arch is not None and (args.crop is None or args.resize is None):
+        parser.error("--teacher-arch needs --crop and --resize (the input size the students saw)")
     students = analysed_students(pd.read_csv(args.summary), args.teacher_name, args.student, args.gamma)
     condition = args.gamma if args.gamma is not None else f"{args.teacher_name}→{args.student}"
-    result = analyse(args.data, args.teacher, students, condition, args.figure_stem)
+    teacher_file = (None if args.teacher_arch is None
+                    else {"arch": args.teacher_arch, "crop": args.crop, "resize": args.resize})
+    result = analyse(args.data, args.teacher, students, condition, args.figure_stem, args.top_classes,
+                     args.max_examples, teacher_file)
     save_json(result, args.out_json)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 if __name__ == "__main__":

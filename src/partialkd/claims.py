@@ -1,7 +1,9 @@
 """The paper's claims checked on results (NOTES §6), each with its effect size and seed spread.
 
 Every comparison is paired: the per-seed difference of two methods' test accuracy (the
-best-on-validation checkpoint, in percentage points), summarised as mean ± z·SE. Verdicts:
+best-on-validation checkpoint, in percentage points; with `--metric ppl`, of test perplexity,
+taken so that a positive difference means the first method is better, i.e. lower), summarised
+as mean ± z·SE. Verdicts:
 - A > B holds when the interval lies above 0, fails when it lies below 0;
 - A ≥ B holds when the interval lies above −margin, fails when it lies below 0;
 - A ≈ B holds when the interval lies inside ±margin, fails when it excludes 0 and is not inside;
@@ -9,7 +11,7 @@ anything else is "inconclusive" (more seeds would decide it); a claim whose meth
 conditions are missing from the results is "not run". A claim must hold under every condition
 (each γ of the synthetic track, each teacher→student pair of an image track).
 `python -m partialkd.claims --summary summary.csv (--teacher T | --pair T S ...) [--analyses J ...]
-[--diagnoses J ...] ... --out claims.json`: C10 and C11 need the students' analyses
+[--diagnoses J ...] [--metric acc|ppl] ... --out claims.json`: C10 and C11 need the students' analyses
 (`partialkd.analyse`), C9 and C12 the teachers' diagnoses (`partialkd.diagnose`).
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from partialkd.aggregate import NO_TEACHER, selected_students
+from partialkd.aggregate import ACCURACY, NO_TEACHER, SCORES, Score, selected_students
 from partialkd.io import save_json
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
@@ -92,23 +94,27 @@ class Claim:
 
 @dataclass(frozen=True)
 class Comparisons:
-    """Per-seed accuracies (points) of the selected students: rows (condition, seed), columns
-    methods. A condition is a class correlation γ (synthetic) or a teacher→student pair."""
+    """Per-seed test scores of the selected students as shown (accuracy in points, or the
+    track's `score`): rows (condition, seed), columns methods. A condition is a class
+    correlation γ (synthetic) or a teacher→student pair."""
     table: pd.DataFrame
     z: float
     margin: float
+    score: Score = ACCURACY
 
     @classmethod
-    def synthetic(cls, summary: pd.DataFrame, teacher: str, z: float, margin: float) -> Comparisons:
+    def synthetic(cls, summary: pd.DataFrame, teacher: str, z: float, margin: float,
+                  score: Score = ACCURACY) -> Comparisons:
         """One teacher's students, one condition per γ."""
         students = selected_students(summary)
         students = students[students["teacher"] == teacher]
-        table = students.pivot_table(index=["gamma", "seed"], columns="method", values=METRIC) * 100
-        return cls(table.rename_axis(index=["condition", "seed"]), z, margin)
+        table = score.points(students.pivot_table(index=["gamma", "seed"], columns="method",
+                                                  values=score.column()))
+        return cls(table.rename_axis(index=["condition", "seed"]), z, margin, score)
 
     @classmethod
     def pairs(cls, summary: pd.DataFrame, pairs: Sequence[tuple[str, str]], z: float,
-              margin: float) -> Comparisons:
+              margin: float, score: Score = ACCURACY) -> Comparisons:
         """One condition per (teacher, student architecture): the teacher's students with the
         teacher-free students (ce, ls) of the same architecture and seed."""
         students = selected_students(summary)
@@ -116,10 +122,10 @@ class Comparisons:
         for teacher, student in pairs:
             rows = students[(students["student"] == student)
                             & students["teacher"].isin([teacher, NO_TEACHER])]
-            frames[f"{teacher}→{student}"] = rows.pivot_table(index="seed", columns="method",
-                                                              values=METRIC) * 100
+            frames[f"{teacher}→{student}"] = score.points(rows.pivot_table(
+                index="seed", columns="method", values=score.column()))
         table = pd.concat(frames, names=["condition", "seed"]) if frames else pd.DataFrame()
-        return cls(table, z, margin)
+        return cls(table, z, margin, score)
 
     def has(self, *methods: str) -> bool:
         return all(method in self.table.columns for method in methods)
@@ -129,9 +135,11 @@ class Comparisons:
         return sorted(self.table.index.get_level_values("condition").unique()) if len(self.table) else []
 
     def difference(self, a: str, b: str, condition: Any) -> np.ndarray:
-        """Per-seed a − b under `condition`, over the seeds where both were run."""
+        """Per-seed improvement of a over b under `condition` (a − b, or b − a for a score where
+        lower is better), over the seeds where both were run."""
         rows = self.table.xs(condition, level="condition")
-        return (rows[a] - rows[b]).dropna().to_numpy()
+        sign = -1.0 if self.score.lower_is_better else 1.0
+        return (sign * (rows[a] - rows[b])).dropna().to_numpy()
 
     def check(self, test: Callable[[Interval, float], str], a: str, b: str, condition: Any,
               symbol: str) -> tuple[str, str]:
@@ -141,7 +149,9 @@ class Comparisons:
             return NOT_RUN, f"{where}: no seed has both {a} and {b}"
         interval = Interval.of(differences, self.z)
         verdict = test(interval, self.margin)
-        return verdict, f"{where}: {a} − {b} = {interval.text()} → {a} {symbol} {b} {verdict}"
+        first, second = (b, a) if self.score.lower_is_better else (a, b)
+        return verdict, (f"{where}: {first} − {second} = {interval.text(self.score.unit)} → "
+                         f"{a} {symbol} {b} {verdict}")
 
 
 def describe(condition: Any) -> str:
@@ -343,20 +353,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--diagnoses", nargs="*", default=[],
                         help="diagnosis JSON files of partialkd.diagnose (for C9 and C12)")
     parser.add_argument("--z", type=float, required=True)
-    parser.add_argument("--margin", type=float, required=True, help="equivalence margin, points")
+    parser.add_argument("--margin", type=float, required=True,
+                        help="equivalence margin, in points (or the unit of --metric)")
+    parser.add_argument("--metric", choices=sorted(SCORES), default="acc",
+                        help="the test score compared (acc: accuracy in points; ppl: perplexity, "
+                             "lower is better)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     summary = pd.read_csv(args.summary)
+    score = SCORES[args.metric]
     if args.teacher:
-        data = Comparisons.synthetic(summary, args.teacher, args.z, args.margin)
+        data = Comparisons.synthetic(summary, args.teacher, args.z, args.margin, score)
         scope_text = f"the students of the `{args.teacher}` teacher, per class correlation γ"
     else:
-        data = Comparisons.pairs(summary, [tuple(pair) for pair in args.pair], args.z, args.margin)
+        data = Comparisons.pairs(summary, [tuple(pair) for pair in args.pair], args.z, args.margin, score)
         scope_text = "per teacher→student pair: " + ", ".join(f"{t}→{s}" for t, s in args.pair)
     analyses = [json.loads(Path(path).read_text()) for path in args.analyses]
     diagnoses = [json.loads(Path(path).read_text()) for path in args.diagnoses]
     claims = evaluate(data, synthetic=bool(args.teacher), analyses=analyses, diagnoses=diagnoses)
-    save_json({"scope": scope_text, "z": args.z, "margin": args.margin,
+    save_json({"scope": scope_text, "z": args.z, "margin": args.margin, "metric": args.metric,
                "claims": [asdict(claim) for claim in claims]}, args.out)
 
 

@@ -9,10 +9,15 @@ import yaml
 
 from partialkd.grid import expand_grid
 from partialkd.image_models import ARCHITECTURES
+from partialkd.lm_models import ARCHITECTURES as LM_ARCHITECTURES
 from partialkd.targets import distils
 
 # The classes of each real-data track: no top-k may keep more.
-TRACK_CLASSES = {"cifar100": ("CIFAR-100", 100), "fashion_mnist": ("Fashion-MNIST", 10)}
+TRACK_CLASSES = {"cifar100": ("CIFAR-100", 100), "fashion_mnist": ("Fashion-MNIST", 10),
+                 "ptb": ("Penn Treebank", 10000), "imagenet": ("ImageNet", 1000)}
+# A track's architectures and the schema definition of its recipe, where not the image trainer's.
+TRACK_ARCHITECTURES = {"ptb": LM_ARCHITECTURES, "imagenet": ("resnet18", "resnet34")}
+TRACK_RECIPES = {"ptb": "lm_recipe"}
 
 
 class ConfigError(ValueError):
@@ -55,21 +60,25 @@ def _check_image_track(track: str, section: dict[str, Any], schema: dict[str, An
     """An image track's methods, teachers (architecture, target, merged recipe) and pairs."""
     name, num_classes = TRACK_CLASSES[track]
     classes = f"{name}'s {num_classes} classes"
+    architectures = TRACK_ARCHITECTURES.get(track, ARCHITECTURES)
+    recipe_def = TRACK_RECIPES.get(track, "recipe")
     _check_methods(f"{track}.methods", section["methods"], classes, num_classes)
-    _check_milestones(f"{track}.recipe.milestones", section["recipe"]["milestones"])
+    _check_milestones(f"{track}.recipe.milestones", section["recipe"].get("milestones", []))
     for teacher_name, teacher in section["teachers"].items():
         key = f"{track}.teachers.{teacher_name}"
-        _check_arch(f"{key}.arch", teacher["arch"], ARCHITECTURES)
+        _check_arch(f"{key}.arch", teacher["arch"], architectures)
+        if "file" in teacher:  # given as a file: nothing to train
+            continue
         _check_methods(f"{key}.target", teacher["target"], classes, num_classes)
         (variant, *more) = expand_grid(teacher["target"])
         if more or distils(variant.method):
             raise ConfigError(f"params.yaml: {key}.target: a teacher trains one variant of a method "
                               f"that needs no teacher (e.g. ce or ls), got {teacher['target']}")
         recipe = teacher_recipe(section, teacher_name)
-        _raise_first({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/recipe"},
+        _raise_first({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{recipe_def}"},
                      recipe, f"{key}.recipe")
-        _check_milestones(f"{key}.recipe.milestones", recipe["milestones"])
-    students = tuple(section["students"].get("architectures", ARCHITECTURES))
+        _check_milestones(f"{key}.recipe.milestones", recipe.get("milestones", []))
+    students = tuple(section["students"].get("architectures", architectures))
     for index, pair in enumerate(section["students"]["pairs"]):
         key = f"{track}.students.pairs.{index}"
         if pair["teacher"] not in section["teachers"]:

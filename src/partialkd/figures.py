@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -49,44 +48,59 @@ def synthetic_gain_figure(summary: pd.DataFrame, error_bars: str) -> plt.Figure:
     return figure
 
 
+def condition_labels(rows: pd.DataFrame) -> pd.Series:
+    """A panel title per row: the teacher and γ (synthetic track) or teacher → student."""
+    keys = rows.reindex(columns=["teacher", "gamma", "student"])  # a track may lack a column
+    return pd.Series([f"teacher {teacher}, γ = {gamma:g}" if pd.notna(gamma) else f"{teacher} → {student}"
+                      for teacher, gamma, student in keys.itertuples(index=False)],
+                     index=rows.index, dtype=object)
+
+
 def topk_by_k(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per teacher, γ, seed and k: test accuracy (points) of the kd_topk grid point with the best
-    validation accuracy at that k (the other hyperparameters chosen on validation, as always)."""
+    """Per condition (teacher and γ, or teacher → student), seed and k: test accuracy (points) of
+    the kd_topk grid point with the best validation accuracy at that k (the other
+    hyperparameters chosen on validation, as always)."""
     rows = summary[(summary["role"] == "student") & (summary["method"] == "kd_topk")]
-    best = rows.groupby(["teacher", "gamma", "seed", "k"])["best_valid_acc"].idxmax()
-    chosen = rows.loc[best.to_numpy(), ["teacher", "gamma", "seed", "k", "best_test_acc"]]
+    rows = rows.assign(condition=condition_labels(rows))
+    best = rows.groupby(["condition", "seed", "k"])["best_valid_acc"].idxmax()
+    chosen = rows.loc[best.to_numpy(), ["condition", "seed", "k", "best_test_acc"]]
     return chosen.assign(accuracy=100 * chosen["best_test_acc"])
 
 
-def synthetic_topk_figure(summary: pd.DataFrame, error_bars: str) -> plt.Figure:
-    """kd_topk's test accuracy against k, one panel per teacher and γ, mean and spread over seeds;
-    the validation-selected kd student as a reference line with its band (NOTES §5, C8)."""
+def topk_figure(summary: pd.DataFrame, error_bars: str) -> plt.Figure:
+    """kd_topk's test accuracy against k, one panel per condition, mean and spread over seeds;
+    the validation-selected kd student as a reference line with its sd band (NOTES §5, C8)."""
     apply_style()
     topk = topk_by_k(summary)
-    students = selected_students(summary)
-    kd = students[students["method"] == "kd"].assign(accuracy=lambda f: 100 * f["best_test_acc"])
-    teachers, gammas = sorted(topk["teacher"].unique()), sorted(topk["gamma"].unique())
-    figure, axes = plt.subplots(len(teachers), len(gammas), squeeze=False, sharex=True,
-                                figsize=(2 * COLUMN_WIDTH_IN, 2.2 * len(teachers) + 0.4),
+    if topk.empty:
+        raise ValueError("the summary has no kd_topk student: add kd_topk to the track's methods")
+    kd = selected_students(summary)
+    kd = kd[kd["method"] == "kd"]
+    kd = kd.assign(condition=condition_labels(kd), accuracy=100 * kd["best_test_acc"])
+    conditions = sorted(topk["condition"].unique())
+    columns = min(3, len(conditions))
+    rows = -(-len(conditions) // columns)
+    figure, axes = plt.subplots(rows, columns, squeeze=False, figsize=(2 * COLUMN_WIDTH_IN, 2.2 * rows + 0.4),
                                 layout="constrained")
-    for (row, teacher), (col, gamma) in itertools.product(enumerate(teachers), enumerate(gammas)):
-        ax = axes[row][col]
-        panel = topk[(topk["teacher"] == teacher) & (topk["gamma"] == gamma)]
+    for ax, condition in zip(axes.flat, conditions):
+        panel = topk[topk["condition"] == condition]
         sns.lineplot(data=panel, x="k", y="accuracy", color=METHOD_COLORS["kd_topk"],
                      marker=METHOD_MARKERS["kd_topk"], errorbar=ERROR_BARS[error_bars],
                      err_style="bars", err_kws={"capsize": 2}, ax=ax, label="kd_topk")
-        reference = kd[(kd["teacher"] == teacher) & (kd["gamma"] == gamma)]["accuracy"]
+        reference = kd.loc[kd["condition"] == condition, "accuracy"]
         ax.axhline(reference.mean(), color=METHOD_COLORS["kd"], linestyle="--", linewidth=1,
                    label="kd (full targets)")
         ax.axhspan(reference.mean() - reference.std(), reference.mean() + reference.std(),
                    color=METHOD_COLORS["kd"], alpha=0.15, linewidth=0)
         ax.set(xlabel="k (classes kept from the teacher)", ylabel="test accuracy (%)",
-               title=f"teacher {teacher}, γ = {gamma:g}", xticks=sorted(panel["k"].unique()))
-        ax.legend().set_visible(row == 0 and col == len(gammas) - 1)
+               title=condition, xticks=sorted(panel["k"].unique()))
+        ax.legend().set_visible(ax is axes.flat[min(columns, len(conditions)) - 1])
+    for ax in axes.flat[len(conditions):]:
+        ax.set_visible(False)
     return figure
 
 
-FIGURES = {"synthetic-gain": synthetic_gain_figure, "synthetic-topk": synthetic_topk_figure}
+FIGURES = {"gain": synthetic_gain_figure, "topk": topk_figure}  # gain: the synthetic track's γ axis
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from partialkd.aggregate import ACCURACY, SCORES, Score
 from partialkd.document import (Block, Bullet, Bullets, Code, Figure, Heading, Paragraph, TableBlock,
                                 render_latex, render_markdown)
 from partialkd.figures import ERROR_BAR_CAPTIONS
@@ -35,7 +36,8 @@ from partialkd.tables import (Table, accuracy_table, claims_table, pair_table, s
 
 TITLE = "Reproduction report: Understanding and Improving Knowledge Distillation"
 TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-100 (NOTES §4)",
-                "fashion_mnist": "Fashion-MNIST (NOTES §4)"}
+                "fashion_mnist": "Fashion-MNIST (NOTES §4)", "ptb": "Penn Treebank (NOTES §4)",
+                "imagenet": "ImageNet (NOTES §4)"}
 
 ANALYSIS_CAPTIONS = {
     "rescaling": "gradient rescaling w_t (the true-class gradient of the loss divided by CE's) "
@@ -160,10 +162,17 @@ class Report:
             "label-smoothed or a larger teacher produces, and how concentrated each teacher's "
             "confidence p_t is.")]
         for track, claims in claims_by_track.items():
-            blocks += [Heading(3, TRACK_TITLES[track]), Paragraph(f"Compared: {claims['scope']}."),
+            score = SCORES[claims.get("metric", "acc")]
+            compared = f"Compared: {claims['scope']}."
+            if score != ACCURACY:
+                compared += (f" Metric: {score.label}, lower is better; each difference is taken "
+                             "so that a positive one favours the claim's first method (unit"
+                             f"{score.unit}).") if score.lower_is_better else f" Metric: {score.label}."
+            blocks += [Heading(3, TRACK_TITLES[track]), Paragraph(compared),
                        self.table(Table(f"{track}/claims", "each claim's verdict and the range of its "
                                         "estimated effects over the conditions (in points of accuracy "
-                                        "where marked pts, otherwise unitless)",
+                                        "where marked pts, of perplexity where marked ppl, otherwise "
+                                        "unitless)",
                                         claims_table(claims), wrap="statement")),
                        Bullets(tuple(Bullet(f"**{claim['id']}** ({claim['statement']}): "
                                             f"**{claim['verdict']}**", tuple(claim["evidence"]))
@@ -192,24 +201,29 @@ class Report:
             *self.figures("synthetic", figures, seeds),
         ]
 
-    def image_track(self, track: str, summary: pd.DataFrame,
-                    figures: Sequence[tuple[str, str]]) -> list[Block]:
+    def image_track(self, track: str, summary: pd.DataFrame, figures: Sequence[tuple[str, str]],
+                    score: Score = ACCURACY) -> list[Block]:
         section = self.params[track]
         seeds = len(section["students"]["seeds"])
+        data = section["data"]
+        valid = (f"held-out {data['valid_size']} training images" if "valid_size" in data
+                 else f"held-out {data['valid_per_class']} training images per class"
+                 if "valid_per_class" in data else "the validation split")
         blocks: list[Block] = [Heading(2, TRACK_TITLES[track]), Paragraph(
-            "Top-1 test accuracy (%) per teacher → student pair: the teacher, then each student "
-            "method at its validation-selected grid point (per seed), mean ± sd over up to "
+            f"The {score.label} per teacher → student pair"
+            f"{' (lower is better)' if score.lower_is_better else ''}: the teacher, then each "
+            "student method at its validation-selected grid point (per seed), mean ± sd over up to "
             f"{seeds} seeds, of the last-epoch weights and of the best-on-validation checkpoint "
-            f"(held-out {section['data']['valid_size']} training images; the test set is never "
-            "used for selection). “published” is the CIFAR-100 KD benchmark's number for the "
-            "same recipe (NOTES §4), where one exists; “Δ” is best-on-validation minus "
-            "published. A cell reads “not run” until its jobs have finished.")]
+            f"({valid}; the test set is never used for selection). “published” is the published "
+            "number for the same architectures and recipe (NOTES §4), where one exists; “Δ” is "
+            "best-on-validation minus published. A cell reads “not run” until its jobs have "
+            "finished (a teacher given as a file has no run).")]
         for teacher, student in dict.fromkeys((p["teacher"], p["student"])
                                               for p in section["students"]["pairs"]):
             blocks += [Heading(3, f"{teacher} → {student}"),
                        self.table(Table(f"{track}/accuracy_{teacher}_{student}",
-                                        f"`{teacher}` → `{student}`: top-1 test accuracy (%)",
-                                        pair_table(summary, section, teacher, student)))]
+                                        f"`{teacher}` → `{student}`: {score.label}",
+                                        pair_table(summary, section, teacher, student, score, track)))]
         blocks.append(Paragraph("The full table, one row per run (every grid point, `selected` "
                                 f"marking the chosen ones), is `results/{track}/summary.csv`."))
         return blocks + self.figures(track, figures, seeds)
@@ -248,9 +262,10 @@ def build_report(params: dict[str, Any], results: dict[str, tuple[pd.DataFrame, 
         "`snakemake`). Paper: Tang et al., arXiv 2002.03532. Claims and formulas: `NOTES.md` "
         "§2–§6. Every table is also under `paper/tables/` as Markdown and LaTeX."),
         *report.claims({track: claims for track, (_, claims) in results.items()})]
-    for track, (summary, _) in results.items():
+    for track, (summary, claims) in results.items():
         blocks += (report.synthetic(summary, figures.get(track, ())) if track == "synthetic"
-                   else report.image_track(track, summary, figures.get(track, ())))
+                   else report.image_track(track, summary, figures.get(track, ()),
+                                           SCORES[claims.get("metric", "acc")]))
     blocks += [*report.parameters(), Heading(2, "Provenance"),
                Bullets(tuple(map(Bullet, provenance_lines([summary for summary, _ in results.values()]))))]
     return blocks, report.tables

@@ -125,14 +125,15 @@ def spearman(frame: pd.DataFrame) -> float:
 
 
 def rescaling_figure(frames: dict[str, pd.DataFrame], bins: int = 10) -> Figure:
-    """Binned median w_t against teacher p_t per method, with a shaded 10–90% band; one column.
+    """Binned median w_t against teacher p_t per method, with a shaded 10–90% band; one column;
+    at most `bins` bins, fewer when a method has fewer examples.
     (The median, not the mean: the 1/(1 − q_t) factor gives w_t heavy tails.)"""
     apply_style()
     figure = Figure(figsize=(COLUMN_WIDTH_IN, 0.8 * COLUMN_WIDTH_IN))
     axes = figure.subplots()
     axes.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":", label="CE (w_t = 1)")
     for position, method in enumerate(ordered_methods(frames)):
-        binned = binned_rescaling(frames[method], bins)
+        binned = binned_rescaling(frames[method], min(bins, len(frames[method])))
         color = METHOD_COLORS.get(method, "0.3")
         axes.fill_between(binned["p_t_mean"], binned["w_p10"], binned["w_p90"], color=color,
                           alpha=0.2, linewidth=0)

@@ -13,11 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from partialkd.aggregate import NO_TEACHER, selected_students
+from partialkd.aggregate import ACCURACY, NO_TEACHER, Score, selected_students
 from partialkd.claims import METRIC
 from partialkd.io import atomic_write
 from partialkd.latex import inline
-from partialkd.reference import published_cifar100
+from partialkd.reference import published
 from partialkd.style import ordered_methods
 
 
@@ -113,26 +113,29 @@ def selected_variants(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pair_table(summary: pd.DataFrame, section: dict[str, Any], teacher: str, student: str) -> pd.DataFrame:
-    """One teacher → student pair of an image track: the teacher and each method of the pair's
-    matrix, beside the published numbers."""
-    published = published_cifar100(section, teacher, student)
+def pair_table(summary: pd.DataFrame, section: dict[str, Any], teacher: str, student: str,
+               score: Score = ACCURACY, track: str = "cifar100") -> pd.DataFrame:
+    """One teacher → student pair of an image track (params.yaml section `track`): the teacher
+    and each method of the pair's matrix, by `score`, beside the published numbers."""
+    reference = published(track, section, teacher, student)
     teacher_rows = summary[(summary["role"] == "teacher") & (summary["teacher"] == teacher)]
-    rows = [_accuracy_row("teacher", teacher_rows, published.get("teacher"))]
+    rows = [_accuracy_row("teacher", teacher_rows, reference.get("teacher"), score)]
     students = selected_students(summary)
     students = students[(students["student"] == student)
                         & students["teacher"].isin([teacher, NO_TEACHER])]
     methods = next(p.get("methods", list(section["methods"])) for p in section["students"]["pairs"]
                    if (p["teacher"], p["student"]) == (teacher, student))
     for method in ordered_methods(methods):
-        rows.append(_accuracy_row(method, students[students["method"] == method], published.get(method)))
+        rows.append(_accuracy_row(method, students[students["method"] == method], reference.get(method),
+                                  score))
     return pd.DataFrame(rows)
 
 
-def _accuracy_row(name: str, rows: pd.DataFrame, published: float | None) -> dict[str, str]:
-    best = 100 * rows[METRIC]
+def _accuracy_row(name: str, rows: pd.DataFrame, published: float | None,
+                  score: Score = ACCURACY) -> dict[str, str]:
+    best = score.points(rows[score.column()])
     return {"model": name, "runs": str(len(rows)),
-            "last epoch": mean_sd(100 * rows["last_test_acc"]) if len(rows) else "not run",
+            "last epoch": mean_sd(score.points(rows[score.column("last")])) if len(rows) else "not run",
             "best on valid": mean_sd(best) if len(rows) else "not run",
             "published": "" if published is None else f"{published:.2f}",
             "Δ": "" if published is None or not len(rows) else f"{best.mean() - published:+.2f}",
@@ -140,8 +143,8 @@ def _accuracy_row(name: str, rows: pd.DataFrame, published: float | None) -> dic
 
 
 # The mean of an interval in a claim's evidence, as partialkd.claims.Interval.text writes it:
-# "+2.98 pts [+2.85, +3.11]" or, unitless, "+0.25 [+0.22, +0.27]".
-EFFECT = re.compile(r"([+-]\d+\.\d+)( pts)? \[[+-]\d")
+# "+2.98 pts [+2.85, +3.11]", "+3.10 ppl [...]" or, unitless, "+0.25 [+0.22, +0.27]".
+EFFECT = re.compile(r"([+-]\d+\.\d+)( pts| ppl)? \[[+-]\d")
 
 
 def effect_range(evidence: list[str]) -> str:
@@ -150,7 +153,8 @@ def effect_range(evidence: list[str]) -> str:
     if not found:
         return ""
     values = sorted(float(mean) for mean, _ in found)
-    unit = " pts" if all(pts for _, pts in found) else ""
+    units = {unit for _, unit in found}
+    unit = units.pop() if len(units) == 1 else ""
     low, high = f"{values[0]:+.2f}", f"{values[-1]:+.2f}"
     return f"{low}{unit}" if low == high else f"{low} to {high}{unit}"
 

@@ -83,6 +83,15 @@ def teacher_network(source: str | Path, dataset: Dataset) -> Network:
     return next(iter(networks.values()))
 
 
+def file_teacher_network(source: str | Path, dataset: Dataset, arch: str, crop: int, resize: int) -> Network:
+    """A teacher given as a plain state-dict file of torchvision's `arch` (an ImageNet track's
+    pretrained teacher), scored like the students: from the image files at `crop` and `resize`."""
+    from partialkd.train_imagenet import FAMILY, plain_state_dict  # here: torchvision, about a second
+
+    family = {"family": FAMILY, "name": arch, "crop": crop, "resize": resize}
+    return Network(None, {}, *_image_network(family, plain_state_dict(source), dataset))
+
+
 def _log_posterior(split: Split) -> Tensor:
     assert split.posterior is not None, "checked by has_oracle"
     return split.posterior.clamp_min(torch.finfo(split.posterior.dtype).tiny).log()

@@ -47,7 +47,7 @@ rule synthetic_analysis:
 rule image_analysis:
     input:
         data=lambda w: TRACK_DATA[w.track],
-        teacher="results/{track}/teachers/{teacher_name}/model.pt",
+        teacher=lambda w: track_teacher_file(w.track, w.teacher_name),
         summary="results/{track}/summary.csv",
         code=CODE["analyse"],
     output:
@@ -57,6 +57,8 @@ rule image_analysis:
         track="|".join(IMAGE_TRACKS),
         teacher_name="|".join({name for track in IMAGE_TRACKS for name in config[track]["teachers"]}),
         student_arch="|".join({pair[1] for track in IMAGE_TRACKS for pair in full_pairs(track)}),
+    params:
+        bounds=lambda w: analysis_args(w.track, w.teacher_name),
     resources:
         gpu=1,
     log:
@@ -65,7 +67,7 @@ rule image_analysis:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.analyse --data {input.data} --teacher {input.teacher}"
         " --teacher-name {wildcards.teacher_name} --summary {input.summary}"
-        " --student {wildcards.student_arch} --out-json {output.json}"
+        " --student {wildcards.student_arch} {params.bounds} --out-json {output.json}"
         " --figure-stem paper/figures/{wildcards.track}/{wildcards.teacher_name}_{wildcards.student_arch}"
         " 2> {log}"
 
@@ -94,8 +96,7 @@ rule synthetic_diagnosis:
 rule image_diagnosis:
     input:
         data=lambda w: TRACK_DATA[w.track],
-        teachers=lambda w: [f"results/{w.track}/teachers/{t}/model.pt"
-                            for t in diagnosed_teachers(w.track, w.student_arch)],
+        teachers=lambda w: [track_teacher_file(w.track, t) for t in diagnosed_teachers(w.track, w.student_arch)],
         summary="results/{track}/summary.csv",
         code=CODE["diagnose"],
     output:

@@ -13,9 +13,14 @@ TRACKS = config["tracks"]
 SYN = config["synthetic"]
 CIFAR = config["cifar100"]
 FMNIST = config["fashion_mnist"]
+PTB = config["ptb"]
+IMAGENET = config["imagenet"]
 # The tracks whose students are named by (teacher, student architecture): the claims, analyses
 # and diagnoses of all of them run through the same rules.
-IMAGE_TRACKS = ("cifar100", "fashion_mnist")
+IMAGE_TRACKS = ("cifar100", "fashion_mnist", "ptb", "imagenet")
+# The score of a track's tables and claims and of its grid-point selection (partialkd.aggregate's
+# SCORES), where not accuracy: perplexity on Penn Treebank, as the paper reports it.
+TRACK_SCORE = {"ptb": "ppl"}
 
 # The package modules each step runs: rule inputs, so that editing one re-runs its steps (and
 # the dependencies of the matching stage in dvc.yaml; a test keeps the two in step).
@@ -29,8 +34,13 @@ CODE = {
         "prepare_cifar100": ("prepare", "cifar100", "downloads", "synthetic", "datasets", "io"),
         "prepare_fashion_mnist": ("prepare", "fashion_mnist", "cifar100", "downloads", "synthetic",
                                   "datasets", "io"),
+        "prepare_ptb": ("prepare", "ptb", "downloads", "synthetic", "datasets", "io"),
+        "prepare_imagenet": ("prepare", "imagenet", "synthetic", "datasets", "io"),
         "train": ("train", "prepare", *NETWORKS),
         "train_images": ("train_images", "train", "prepare", *NETWORKS),
+        "train_lm": ("train_lm", "cli", "train_images", "train", "prepare", *NETWORKS),
+        "train_imagenet": ("train_imagenet", "cli", "imagenet", "loader_training", "train_images", "train",
+                           "prepare", *NETWORKS),
         "aggregate": ("aggregate", "io"),
         "claims": ("claims", "aggregate", "io"),
         "analyse": ("analyse", "rescaling", "geometry", "aggregate", "style", *NETWORKS),
@@ -44,6 +54,8 @@ CODE = {
 SYN_DIR = "results/synthetic"
 CIFAR_DIR = "results/cifar100"
 FMNIST_DIR = "results/fashion_mnist"
+PTB_DIR = "results/ptb"
+IMAGENET_DIR = "results/imagenet"
 
 
 def gamma_label(gamma):
@@ -86,7 +98,49 @@ def cifar_teacher_model(wildcards):
 # The Fashion-MNIST matrix: per pair and seed, one stack of the pair's methods.
 FMNIST_DATA = f"{FMNIST_DIR}/data/data.pt"
 FMNIST_TEACHERS = list(dict.fromkeys(pair["teacher"] for pair in FMNIST["students"]["pairs"]))
-TRACK_DATA = {"cifar100": CIFAR_DATA, "fashion_mnist": FMNIST_DATA}
+# The Penn Treebank and ImageNet matrices: one job per grid point and seed, as on CIFAR-100.
+PTB_DATA = f"{PTB_DIR}/data/data.pt"
+PTB_VARIANTS = matrix.variants(PTB)
+IMAGENET_DATA = f"{IMAGENET_DIR}/data/index.pt"  # an index of the user's image files
+IMAGENET_VARIANTS = matrix.variants(IMAGENET)
+TRACK_DATA = {"cifar100": CIFAR_DATA, "fashion_mnist": FMNIST_DATA, "ptb": PTB_DATA,
+              "imagenet": IMAGENET_DATA}
+
+
+def track_teacher_file(track, teacher):
+    """A teacher's weights: the file that params.yaml gives, or the workflow's teacher run."""
+    spec = config[track]["teachers"][teacher]
+    return spec["file"] if "file" in spec else f"results/{track}/teachers/{teacher}/model.pt"
+
+
+def trained_teachers(track):
+    """The teachers some pair distils from that the workflow trains (not given as files)."""
+    return [t for t in matrix.teachers_used(config[track]) if "file" not in config[track]["teachers"][t]]
+
+
+def student_teacher(track, wildcards):
+    """The teacher file a student job of an image track distils from (none for ce and ls)."""
+    return [] if wildcards.teacher_name == NO_TEACHER else track_teacher_file(track, wildcards.teacher_name)
+
+
+def teacher_options(track, teacher, path):
+    """`--teacher PATH`, with `--teacher-arch` for a teacher given as a file ('' for none)."""
+    if not path:
+        return ""
+    spec = config[track]["teachers"][teacher]
+    return f"--teacher {path}" + (f" --teacher-arch {spec['arch']}" if "file" in spec else "")
+
+
+def analysis_args(track, teacher):
+    """The `python -m partialkd.analyse` options bounding a track's analyses (`analysis`), and
+    those reading a teacher given as a file."""
+    bounds = config[track].get("analysis", {})
+    args = "".join(f" --{key.replace('_', '-')} {value}" for key, value in bounds.items())
+    spec = config[track]["teachers"][teacher]
+    if "file" in spec:
+        size = config[track]["input"]
+        args += f" --teacher-arch {spec['arch']} --crop {size['crop']} --resize {size['resize']}"
+    return args
 
 
 def fmnist_pair_methods(teacher, student):
@@ -128,15 +182,29 @@ def full_matrix_pairs(track):
     return " ".join(f"--pair {teacher} {student}" for teacher, student in full_pairs(track))
 
 
+def track_figures(track):
+    """A track's own figures: the gain over ce against γ (synthetic), kd_topk against k."""
+    methods = SYN["methods"] if track == "synthetic" else config[track]["methods"]
+    return [*(["gain"] if track == "synthetic" else []), *(["topk"] if "kd_topk" in methods else [])]
+
+
 def report_inputs(wildcards):
     """Each listed track's summary and claims (key: the track), and its figures as PNG (key:
     `<track>_figures`; the PDF beside each comes from the same job)."""
     inputs = {"code": CODE["report"]}
     for track in TRACKS:
-        own = expand(rules.synthetic_figure.output.png, figure=("gain", "topk")) if track == "synthetic" else []
+        own = expand(rules.track_figure.output.png, track=track, figure=track_figures(track))
         inputs[track] = [f"results/{track}/summary.csv", f"results/{track}/claims.json"]
         inputs[f"{track}_figures"] = [*own, *analysis_figures(track)]
     return inputs
+
+
+def lm_recipe_args(recipe):
+    """The `python -m partialkd.train_lm` options of the language models' recipe."""
+    return (f"--epochs {recipe['epochs']} --batch-size {recipe['batch_size']} --bptt {recipe['bptt']}"
+            f" --lr {recipe['lr']} --lr-decay {recipe['lr_decay']} --decay-after {recipe['decay_after']}"
+            f" --clip {recipe['clip']} --precision {recipe['precision']}"
+            + ("" if recipe["tau_squared"] else " --no-tau-squared"))
 
 
 def recipe_args(recipe):

@@ -41,32 +41,32 @@ rule image_claims:
         claims=config["claims"],
         pairs=lambda w: full_matrix_pairs(w.track),
         diagnoses=lambda w, input: f"--diagnoses {input.diagnoses}" if input.diagnoses else "",
+        score=lambda w: TRACK_SCORE.get(w.track, "acc"),
     log:
         "logs/{track}/claims.log",
     shell:
         "python -m partialkd.claims --summary {input.summary} {params.pairs}"
-        " --analyses {input.analyses} {params.diagnoses} --z {params.claims[z]}"
+        " --analyses {input.analyses} {params.diagnoses} --metric {params.score} --z {params.claims[z]}"
         " --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
-rule synthetic_figure:
+rule track_figure:
     input:
-        summary=rules.synthetic_summary.output.table,
+        summary="results/{track}/summary.csv",
         code=CODE["figures"],
     output:
-        png=report("paper/figures/synthetic/{figure}.png", caption="../report/synthetic_figure.rst",
-                   category="synthetic", subcategory="Figures",
-                   labels={"figure": "{figure}"}),
-        pdf="paper/figures/synthetic/{figure}.pdf",
+        png=report("paper/figures/{track}/{figure}.png", caption="../report/track_figure.rst",
+                   category="{track}", subcategory="Figures", labels={"figure": "{figure}"}),
+        pdf="paper/figures/{track}/{figure}.pdf",
     wildcard_constraints:
         figure="gain|topk",
     params:
         error_bars=config["figures"]["error_bars"],
     log:
-        "logs/figures/synthetic_{figure}.log",
+        "logs/figures/{track}_{figure}.log",
     shell:
-        "python -m partialkd.figures synthetic-{wildcards.figure} --summary {input.summary}"
-        " --error-bars {params.error_bars} --out-stem paper/figures/synthetic/{wildcards.figure}"
+        "python -m partialkd.figures {wildcards.figure} --summary {input.summary}"
+        " --error-bars {params.error_bars} --out-stem paper/figures/{wildcards.track}/{wildcards.figure}"
         " 2> {log}"
 
 
