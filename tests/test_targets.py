@@ -130,6 +130,12 @@ def test_class_similarity_is_a_softmax_of_cosines() -> None:
     assert_close(class_similarity(weights, 0.5), torch.softmax(cosines / 0.5, 1))
 
 
+def test_class_similarity_rows_are_the_rows_of_the_whole_matrix() -> None:
+    weights = torch.randn(7, 3, generator=gen(2), dtype=F64)
+    rows = torch.tensor([4, 0, 4, 6, 0, 2])  # repeated and unordered, as a batch's labels are
+    assert_close(class_similarity(weights, 0.3, rows), class_similarity(weights, 0.3)[rows])
+
+
 def test_kd_sim_argmax_is_the_true_class_for_small_alpha() -> None:
     weights = torch.randn(6, 4, generator=gen(1), dtype=F64)
     labels = torch.arange(6)

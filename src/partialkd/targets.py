@@ -107,11 +107,16 @@ def build_target(
     return spec.builder(inputs, **params)
 
 
-def class_similarity(class_weights: Tensor, alpha: float) -> Tensor:
-    """S = softmax over j of cos(ŵ_i, ŵ_j)/α, [K, K]; row t is KD-sim's target (NOTES §2)."""
+def class_similarity(class_weights: Tensor, alpha: float, rows: Tensor | None = None) -> Tensor:
+    """S = softmax over j of cos(ŵ_i, ŵ_j)/α, [K, K]; row t is KD-sim's target (NOTES §2).
+    With `rows` [N], only S[rows], [N, K], each distinct row computed once: a batch needs its
+    labels' rows, and the whole S of a 10k-word vocabulary has 10⁸ entries."""
     check_positive("alpha", alpha)
     unit = F.normalize(_matrix("class_weights", class_weights), dim=1)
-    return torch.softmax(unit @ unit.T / alpha, dim=1)
+    if rows is None:
+        return torch.softmax(unit @ unit.T / alpha, dim=1)
+    classes, inverse = rows.unique(return_inverse=True)
+    return torch.softmax(unit[classes] @ unit.T / alpha, dim=1)[inverse]
 
 
 def check_labels(labels: Tensor, num_classes: int) -> Tensor:
@@ -206,7 +211,7 @@ def _teacher_true_class(inputs: TargetInputs) -> Tensor:
 @register_target("kd_sim", needs_teacher=False, params=("class_weights", "alpha"))
 def _class_relations(inputs: TargetInputs, *, class_weights: Tensor, alpha: float) -> Tensor:
     """ρ = row t of S: class relations from the teacher's last layer, one target per class."""
-    return class_similarity(class_weights, alpha)[inputs.labels].to(inputs.dtype)
+    return class_similarity(class_weights, alpha, inputs.labels).to(inputs.dtype)
 
 
 @register_target("kd_pt_sim", needs_teacher=True, params=("class_weights", "alpha"))
@@ -214,7 +219,7 @@ def _true_class_and_relations(
     inputs: TargetInputs, *, class_weights: Tensor, alpha: float
 ) -> Tensor:
     """ρ_t = p^τ_t; the rest split in proportion to S_ti (i ≠ t)."""
-    similarity = class_similarity(class_weights, alpha)[inputs.labels].to(inputs.dtype)
+    similarity = class_similarity(class_weights, alpha, inputs.labels).to(inputs.dtype)
     return _keep_true_class(inputs.teacher_probs(), inputs.labels, similarity)
 
 
