@@ -145,12 +145,17 @@ def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: di
             on_epoch_end(epoch)
     final_state = {name: value.detach().cpu().clone() for name, value in loop.model.state_dict().items()}
     last = loop.evaluate()
-    loop.model.load_state_dict(state.best.state)
-    best = loop.evaluate()
+    best = last if bool((state.best.epoch == state.epoch).all()) else _evaluate_best(loop, state.best)
     loop.model.load_state_dict(final_state)
     seconds = [entry["seconds"] for entry in state.history]
     return FitResult(last, best, state.best.epoch, state.best.state, final_state, state.history,
                      sum(seconds) / max(len(seconds), 1))
+
+
+def _evaluate_best(loop: Loop, best: BestSoFar) -> dict[str, dict[str, Tensor]]:
+    """The scores of each variant's best-on-validation weights (loaded into the model)."""
+    loop.model.load_state_dict(best.state)
+    return loop.evaluate()
 
 
 def fit(model: StackedMLP, splits: dict[str, Split], num_classes: int, objective: Objective,
