@@ -17,7 +17,7 @@ from conftest import (assert_same_run, assert_same_tensors, interrupt_after, loa
 
 import partialkd.train_lm as train_lm
 from partialkd.aggregate import summarise
-from partialkd.datasets import Dataset, load_dataset, save_dataset
+from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
 from partialkd.grid import Variant
 from partialkd.image_training import ImageObjective, Placement
 from partialkd.lm_models import ARCHITECTURES, build_lm, detach
@@ -158,6 +158,23 @@ def test_schedule_divides_the_lr_each_epoch_after_decay_after(lm_data):
     assert loop.examples_per_epoch == (len(load_dataset(lm_data)["train"]) // 8) * 8
 
 
+def test_train_tokens_trains_on_a_prefix_of_the_stream(lm_data):
+    splits = load_dataset(lm_data).splits
+    train = splits["train"]
+    changed = Split(torch.cat([train.x[:50], train.x[50:].flip(0)]),
+                    torch.cat([train.labels[:50], train.labels[50:].flip(0)]))
+    objective = ImageObjective(Variant("ce", 0.0, 1.0), None, None, WORDS + 1, True)
+    trained = []
+    for train_split in (train, changed):
+        model = seeded_lm("tiny", WORDS + 1, 0)
+        loop = lm_loop(model, {**splits, "train": train_split}, objective, lm_config(train_tokens=50),
+                       torch.Generator().manual_seed(0), CPU)
+        assert loop.examples_per_epoch == 48  # the first 50 tokens in 8 columns of 6
+        trained.append((loop.train_epoch(), model.state_dict()))
+    assert torch.equal(trained[0][0], trained[1][0])
+    assert_same_tensors(trained[0][1], trained[1][1])
+
+
 def test_a_ce_teacher_learns_the_text(lm_teacher):
     out, metrics = lm_teacher
     (variant,) = metrics["variants"]
@@ -274,13 +291,13 @@ def test_the_command_line_records_its_configuration(tmp_path, lm_data, lm_teache
                    '"tau": [2], "k": [3]}}', "--teacher", str(lm_teacher[0] / "model.pt"),
                    "--epochs", "1", "--batch-size", "6", "--bptt", "12", "--lr", "0.5", "--lr-decay",
                    "1.5", "--decay-after", "3", "--clip", "2", "--seed", "4", "--no-tau-squared",
-                   "--precision", "fp32", "--eval-batch-size", "2", "--threads", "1",
+                   "--precision", "fp32", "--eval-batch-size", "2", "--train-tokens", "300", "--threads", "1",
                    "--tag", "role=student", "--tag", "teacher=tiny", "--out-dir", str(out)])
     metrics = read_json(out / "metrics.json")
     assert metrics["tags"] == {"role": "student", "teacher": "tiny"}
     assert metrics["config"]["config"] == dict(
         arch="tiny", epochs=1, batch_size=6, bptt=12, lr=0.5, lr_decay=1.5, decay_after=3, clip=2.0,
-        seed=4, tau_squared=False, precision="fp32", eval_batch_size=2)
+        seed=4, tau_squared=False, precision="fp32", eval_batch_size=2, train_tokens=300)
     assert metrics["variants"][0]["label"] == "kd_topk(lam=0.5, tau=2, k=3)"
     with pytest.raises(SystemExit):
         train_lm.main(["--data", str(lm_data), "--arch", "large"])
@@ -288,6 +305,7 @@ def test_the_command_line_records_its_configuration(tmp_path, lm_data, lm_teache
 
 @pytest.mark.parametrize("overrides", [
     dict(epochs=0), dict(batch_size=0), dict(bptt=0), dict(eval_batch_size=0), dict(lr=0.0),
+    dict(train_tokens=7),
     dict(lr=math.inf), dict(clip=-1.0), dict(lr_decay=0.5), dict(decay_after=-1),
     dict(precision="bf16"),
 ], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))

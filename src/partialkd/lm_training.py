@@ -2,7 +2,7 @@
 
 Every next-token prediction is a K-way classification, so every target of NOTES §2 applies per
 token. Training is truncated backpropagation through time (Zaremba et al. 2014): the training
-stream is cut into `batch_size` contiguous columns read in windows of `bptt` steps, the hidden
+stream (or its first `train_tokens` tokens, for a CPU-sized run) is cut into `batch_size` contiguous columns read in windows of `bptt` steps, the hidden
 state carried from window to window and detached between them; SGD on the loss summed over the
 window's steps and averaged over the batch, the gradient norm clipped, the learning rate divided
 by `lr_decay` every epoch after `decay_after`. The frozen teacher reads the same windows with
@@ -50,11 +50,15 @@ class LMTrainConfig:
     tau_squared: bool = True
     precision: str = "auto"
     eval_batch_size: int = 10  # contiguous segments of a valid/test stream scored side by side
+    train_tokens: int | None = None  # train on the stream's first train_tokens tokens; None: all
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "bptt", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.train_tokens is not None and self.train_tokens < self.batch_size:
+            raise ValueError(f"train_tokens must be at least batch_size ({self.batch_size}), got "
+                             f"{self.train_tokens}")
         for name in ("lr", "clip"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
@@ -107,7 +111,7 @@ def lm_loop(model: nn.Module, splits: dict[str, Split], objective: ImageObjectiv
     if len(train) < config.batch_size:
         raise ValueError(f"the training stream has {len(train)} tokens, fewer than batch_size "
                          f"{config.batch_size}")
-    tokens, labels = (columns(ids.to(placement.device), config.batch_size, pad=False)
+    tokens, labels = (columns(ids[:config.train_tokens].to(placement.device), config.batch_size, pad=False)
                       for ids in (train.x, train.labels))
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
     # last_epoch 0 is epoch 1: lr / lr_decay^max(0, epoch − decay_after)

@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip", type=float, required=True, help="maximal gradient norm")
     parser.add_argument("--eval-batch-size", type=int, default=10,
                         help="contiguous segments of a valid/test stream scored side by side")
+    parser.add_argument("--train-tokens", type=int,
+                        help="train on the first N tokens of the training stream (default: all)")
     add_run_options(parser)
     return parser
 
@@ -89,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_run_args(_parser(), argv)
     config = LMTrainConfig(args.arch, args.epochs, args.batch_size, args.bptt, args.lr,
                            args.lr_decay, args.decay_after, args.clip, args.seed,
-                           not args.no_tau_squared, args.precision, args.eval_batch_size)
+                           not args.no_tau_squared, args.precision, args.eval_batch_size,
+                           args.train_tokens)
     run(args.data, args.grid, config, args.out_dir, args.teacher, dict(args.tag))
 
 

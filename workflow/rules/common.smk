@@ -204,6 +204,7 @@ def lm_recipe_args(recipe):
     return (f"--epochs {recipe['epochs']} --batch-size {recipe['batch_size']} --bptt {recipe['bptt']}"
             f" --lr {recipe['lr']} --lr-decay {recipe['lr_decay']} --decay-after {recipe['decay_after']}"
             f" --clip {recipe['clip']} --precision {recipe['precision']}"
+            + ("" if recipe["train_tokens"] is None else f" --train-tokens {recipe['train_tokens']}")
             + ("" if recipe["tau_squared"] else " --no-tau-squared"))
 
 
