@@ -24,8 +24,10 @@ test: $(STAMP)
 full: $(STAMP)
 	$(BIN)/snakemake --profile workflow/profiles/local
 
-# After a plain `snakemake` run: record every result in DVC without recomputing anything.
+# After a plain `snakemake` run: record every result in DVC without recomputing anything. A
+# track with no diagnoses or no trained teacher has an empty folder for DVC (as `dvc repro` makes).
 record: $(STAMP)
+	for track in results/*/; do mkdir -p "$$track/diagnoses" "$$track/teachers"; done
 	$(BIN)/dvc commit --force
 	$(BIN)/dvc status
 

@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +19,39 @@ GIT = ("git", "-c", "user.name=test", "-c", "user.email=test@example.invalid")
 # Smaller than the workflow test's size: DVC's behaviour does not depend on the matrix size.
 DVC_TINY = deep_merge(TINY, {"synthetic": {"data": {"gammas": [0.0]}, "teachers": ["mlp"],
                                            "student": {"seeds": [0]}}})
+# The per-track stages of dvc.yaml, generated for each track that `tracks` lists.
+PHASES = ("data", "train", "summary", "analyses")
+SYNTHETIC_STAGES = {f"{phase}@synthetic" for phase in PHASES} | {"report"}
+# Every track at a tiny size, for plans and DVC's stage list only (nothing runs, so no data is
+# needed). Each image track has a student taught by several teachers (its diagnoses), except
+# Penn Treebank, which has none (an empty diagnoses folder); ImageNet's teacher is trained.
+_METHODS = {"ce": {}, "ls": {"lam": [0.1], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
+            "kd_topk": {"lam": [0.9], "tau": [4], "k": [2]}}
+ALL_TRACKS_TINY = deep_merge(TINY, {
+    "tracks": ["synthetic", "cifar100", "fashion_mnist", "ptb", "imagenet"],
+    "cifar100": {"teachers": {"small": {"arch": "resnet8", "target": {"ce": {}}},
+                              "small_ls": {"arch": "resnet8", "target": {"ls": {"lam": [0.1], "tau": [1]}}}},
+                 "students": {"seeds": [0], "pairs": [{"teacher": "small", "student": "resnet8"},
+                                                      {"teacher": "small_ls", "student": "resnet8",
+                                                       "methods": ["kd"]}]},
+                 "methods": _METHODS},
+    "fashion_mnist": {"teachers": {"cnn": {"arch": "cnn_16_32", "target": {"ce": {}}},
+                                   "cnn_wide": {"arch": "cnn_32_64", "target": {"ce": {}}}},
+                      "students": {"seeds": [0], "architectures": {"mlp8": {"hidden": [8]}},
+                                   "pairs": [{"teacher": "cnn", "student": "mlp8"},
+                                             {"teacher": "cnn_wide", "student": "mlp8", "methods": ["kd"]}]},
+                      "methods": _METHODS},
+    "ptb": {"teachers": {"medium": {"arch": "tiny", "target": {"ce": {}}}},
+            "students": {"seeds": [0], "pairs": [{"teacher": "medium", "student": "tiny"}]},
+            "methods": _METHODS},
+    "imagenet": {"teachers": {"resnet34": {"arch": "resnet34", "target": {"ce": {}}},
+                              "resnet34_ls": {"arch": "resnet34",
+                                              "target": {"ls": {"lam": [0.1], "tau": [1]}}}},
+                 "students": {"seeds": [0], "pairs": [{"teacher": "resnet34", "student": "resnet18"},
+                                                      {"teacher": "resnet34_ls", "student": "resnet18",
+                                                       "methods": ["kd"]}]},
+                 "methods": _METHODS},
+})
 
 
 def stages_run(output: str) -> set[str]:
@@ -50,8 +84,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(repo, "git", "add", "-A", check=True)
     run(repo, *GIT, "commit", "-qm", "workflow", check=True)
     output = dvc_repro(repo)
-    assert stages_run(output) == {"synthetic_data", "synthetic_teachers", "synthetic_students",
-                                  "synthetic_summary", "report"}
+    assert stages_run(output) == SYNTHETIC_STAGES
     return repo
 
 
@@ -74,7 +107,8 @@ def test_parameter_changes_rerun_only_what_they_touch(dvc_repo: Path) -> None:
 
     change_params(dvc_repo, {"synthetic": {"student": {"epochs": 3}}})
     assert "synthetic.student.epochs" in run(dvc_repo, "dvc", "params", "diff", check=True).stdout
-    assert stages_run(dvc_repro(dvc_repo)) == {"synthetic_students", "synthetic_summary", "report"}
+    # the teachers and students are one stage; Snakemake retrains the students alone
+    assert stages_run(dvc_repro(dvc_repo)) == SYNTHETIC_STAGES - {"data@synthetic"}
     assert "mlp.gamma_0.kd" in run(dvc_repo, "dvc", "metrics", "diff", check=True).stdout
     assert fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt") == teachers
     retrained = fingerprints(dvc_repo, "results/synthetic/students/**/model.pt")
@@ -82,7 +116,7 @@ def test_parameter_changes_rerun_only_what_they_touch(dvc_repo: Path) -> None:
 
     figure = fingerprints(dvc_repo, "paper/figures/synthetic/gain.png")
     change_params(dvc_repo, {"claims": {"margin": 0.25}, "figures": {"error_bars": "se"}})
-    assert stages_run(dvc_repro(dvc_repo)) == {"report"}
+    assert stages_run(dvc_repro(dvc_repo)) == {"analyses@synthetic", "report"}
     assert fingerprints(dvc_repo, "results/synthetic/students/**/model.pt") == retrained
     assert fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt") == teachers
     assert fingerprints(dvc_repo, "paper/figures/synthetic/gain.png") != figure
@@ -95,29 +129,79 @@ UNVERSIONED_RULES = {"paper_pdf"}
 
 
 def test_every_snakemake_output_belongs_to_exactly_one_stage(tmp_path: Path) -> None:
-    """dvc.yaml and the Snakemake graph agree: each output under one stage's outs, each input a
-    dependency of that stage (or its own output), each stage's target a Snakemake rule."""
-    repo = copy_workflow(tmp_path, TINY)
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    outs = {name: [_path(out) for out in stage.get("outs", []) + stage.get("metrics", [])]
-            for name, stage in stages.items()}
-    deps = {name: stage.get("deps", []) for name, stage in stages.items()}
-    rules = set(snakemake(repo, "--configfile", "tiny.yaml", "--list-rules").stdout.split())
-    for name, stage in stages.items():
-        assert stage["cmd"].split()[-1] in rules, f"stage {name}: its target is not a rule"
-    plan = snakemake(repo, "--configfile", "tiny.yaml", "--dry-run", "--forceall")
+    """dvc.yaml and the Snakemake graph agree, with every track listed: DVC generates each
+    phase's stage for each track, each output lies under one stage's outs, each input is a
+    dependency of that stage (or its own output), and each stage's targets are rules."""
+    repo = copy_workflow(tmp_path)
+    write_params(repo, ALL_TRACKS_TINY)
+    stages = dvc_stages(repo)
+    tracks = ALL_TRACKS_TINY["tracks"]
+    assert set(stages) == {f"{phase}@{track}" for phase in PHASES for track in tracks} | {"report"}
+    commands = {name: stage_command(stage["cmd"]) for name, stage in stages.items()}
+    targets = [target for command in commands.values() for target in command["targets"]]
+    plan = snakemake(repo, "--dry-run", "--forceall", "all", *dict.fromkeys(targets))
     assert plan.returncode == 0, plan.stderr[-3000:]
+    rules = set(re.findall(r"^(?:local)?rule (\w+):", plan.stdout, flags=re.MULTILINE))
     jobs = planned_jobs(plan.stdout + plan.stderr)
     assert jobs
+    planned = {output for _, _, outputs in jobs for output in outputs}
+    for name, command in commands.items():
+        assert set(command["targets"]) <= rules, f"stage {name}: a target is not a rule"
+        assert all(until in rules or until in planned for until in command["until"]), name
+        if command["until"]:  # a track's part of the report's graph: that track's jobs alone
+            assert command["config"] == [f"tracks=[{name.partition('@')[2]}]"], name
+        assert all(any(_under(made, out) for out in stages[name]["outs"]) for made in command["made"]), (
+            f"stage {name}: it creates a folder outside its outs")
     for rule, inputs, outputs in jobs:
         if rule in UNVERSIONED_RULES:
             continue
         for output in outputs:
-            owners = [name for name, paths in outs.items() if any(_under(output, p) for p in paths)]
+            owners = [name for name, stage in stages.items() if any(_under(output, p) for p in stage["outs"])]
             assert len(owners) == 1, f"{output} (rule {rule}) lies under the outs of {owners}"
+            stage = stages[owners[0]]
             for needed in inputs:
-                assert any(_under(needed, p) for p in deps[owners[0]] + outs[owners[0]]), (
+                assert any(_under(needed, p) for p in stage["deps"] + stage["outs"]), (
                     f"stage {owners[0]}: {needed}, an input of rule {rule}, is not a dependency")
+
+
+def test_only_the_listed_tracks_have_stages(tmp_path: Path) -> None:
+    repo = copy_workflow(tmp_path)
+    write_params(repo, {**ALL_TRACKS_TINY, "tracks": ["fashion_mnist", "ptb"]})
+    stages = dvc_stages(repo)
+    assert set(stages) == {f"{phase}@{track}" for phase in PHASES for track in ("fashion_mnist", "ptb")} | {
+        "report"}
+    assert stages["train@ptb"]["params"] == ["ptb"]
+    assert stages["report"]["params"] == []  # the whole file, as Snakemake's report rule
+
+
+def dvc_stages(repo: Path) -> dict[str, dict]:
+    """The stages DVC generates from dvc.yaml and params.yaml: command, dependency paths,
+    output paths (metrics included) and params keys (an empty list: every parameter)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(repo), config={"core": {"no_scm": True}}) as dvc:  # no git needed to read
+        stages = dvc.index.stages
+    return {stage.name: {"cmd": stage.cmd,
+                         "deps": [dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)],
+                         "params": [key for dep in stage.deps if isinstance(dep, ParamsDependency)
+                                    for key in dep.params],
+                         "outs": [out.def_path for out in stage.outs]}
+            for stage in stages}
+
+
+def stage_command(cmd: str) -> dict[str, list[str]]:
+    """A stage's `snakemake --cores all TARGET... [--until X...] [--config ...] [&& mkdir -p DIR]`:
+    its targets, its `--until` rules or files, its `--config` overrides and the folders it creates."""
+    command, _, made = cmd.partition("&&")
+    words = shlex.split(command)
+    assert words[:3] == ["snakemake", "--cores", "all"], cmd
+    options = re.split(r" (?=--)", " ".join(words[3:]))
+    given = {option.split()[0]: option.split()[1:] for option in options[1:]}
+    folders = shlex.split(made)
+    assert folders[:2] == ["mkdir", "-p"] or not folders, cmd
+    return {"targets": options[0].split(), "until": given.get("--until", []),
+            "config": given.get("--config", []), "made": folders[2:]}
 
 
 def planned_jobs(dry_run: str) -> list[tuple[str, list[str], list[str]]]:
@@ -130,10 +214,6 @@ def planned_jobs(dry_run: str) -> list[tuple[str, list[str], list[str]]]:
             inputs = [path for path in fields.get("input", "").split(", ") if path]
             jobs.append((rule, inputs, fields["output"].split(", ")))
     return jobs
-
-
-def _path(entry: str | dict) -> str:
-    return entry if isinstance(entry, str) else next(iter(entry))
 
 
 def _under(path: str, root: str) -> bool:
@@ -175,8 +255,7 @@ def test_a_colleague_pulls_every_result_and_has_nothing_to_recompute(dvc_repo: P
 def test_a_one_parameter_experiment_runs_in_the_workspace(dvc_repo: Path) -> None:
     teachers = fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt")
     result = run(dvc_repo, "dvc", "exp", "run", "-S", "synthetic.student.epochs=1", check=True)
-    assert stages_run(result.stdout + result.stderr) == {"synthetic_students", "synthetic_summary",
-                                                         "report"}
+    assert stages_run(result.stdout + result.stderr) == SYNTHETIC_STAGES - {"data@synthetic"}
     assert yaml.safe_load((dvc_repo / "params.yaml").read_text())["synthetic"]["student"]["epochs"] == 1
     assert fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt") == teachers
     shown = csv.DictReader(io.StringIO(run(dvc_repo, "dvc", "exp", "show", "--csv", check=True).stdout))
