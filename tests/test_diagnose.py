@@ -13,18 +13,27 @@ import torch
 from conftest import TINY_GAMMA, read_json
 from test_image_training import image_config, make_dataset
 
+from partialkd import diagnose as diagnose_module
 from partialkd.claims import HOLDS, NOT_RUN, claim_c9, claim_c12
 from partialkd.datasets import load_dataset, save_dataset
 from partialkd.diagnose import (
+    FILE_TEACHER,
+    checkpoint_size,
     confidence_stats,
+    load_teacher,
     main,
     parse_teachers,
     size_pairs,
     taught_students,
+    top_class_correlation,
     true_class_probability,
 )
+from partialkd.geometry import teacher_probability_correlation
 from partialkd.image_models import build_image_model
+from partialkd.lm_models import build_lm
 from partialkd.train_images import run as run_image
+from partialkd.metrics import accuracy
+from partialkd.trained import Network, teacher_network
 
 # ------------------------------------------------------------- statistics of p_t
 
@@ -104,6 +113,16 @@ def test_size_pairs_order_plain_teachers_by_size_and_skip_others():
         "mean": pytest.approx(0.3), "se": pytest.approx(0.1 / math.sqrt(3)), "n": 3}]
 
 
+@pytest.mark.parametrize("tau", [1.0, 4.0])
+def test_top_class_correlation_is_the_block_of_the_full_matrix(tau):
+    logits = 3 * torch.randn(60, 9, generator=torch.Generator().manual_seed(1))
+    full = teacher_probability_correlation(logits, tau)
+    assert torch.allclose(top_class_correlation(logits, tau, 4), full[:4, :4], atol=1e-12)
+    assert torch.equal(top_class_correlation(logits, tau, 9), full)
+    renormalised = teacher_probability_correlation(logits[:, :4], tau)  # softmax over 4 classes only
+    assert not torch.allclose(renormalised, full[:4, :4], atol=1e-3)
+
+
 # ------------------------------------------------------------------ the students
 
 
@@ -173,6 +192,55 @@ def test_summary_and_condition_go_together(capsys):
         assert "--summary goes with --student" in capsys.readouterr().err
 
 
+BASE_ARGS = ["--data", "d.pt", "--teachers", "a=a.pth", "b=b/model.pt", "--out-json", "j", "--figure-stem", "s"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--teacher-arch", "c=resnet34", "--crop", "24", "--resize", "32"], "--teacher-arch: c not among the --teachers"),
+    (["--teacher-arch", "a=resnet34", "--crop", "24"], "--teacher-arch needs --crop and --resize"),
+    (["--teacher-arch", "resnet34"], "--teacher-arch: expected NAME=ARCH, got 'resnet34'"),
+    (["--top-classes", "0"], "must be at least 1, got 0"),
+])
+def test_bad_bounds_and_teacher_files_are_refused(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*BASE_ARGS, *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_command_passes_bounds_and_teacher_files_on(monkeypatch):
+    calls = []
+    monkeypatch.setattr(diagnose_module, "diagnose", lambda *args: calls.append(args) or {})
+    monkeypatch.setattr(diagnose_module, "save_json", lambda result, path: None)
+    main([*BASE_ARGS, "--teacher-arch", "a=resnet34", "--crop", "24", "--resize", "32",
+          "--top-classes", "100", "--max-examples", "20000"])
+    [(data, teachers, students, _, _, student, top, most, files)] = calls
+    assert (data, teachers, students, student) == ("d.pt", {"a": "a.pth", "b": "b/model.pt"}, [], None)
+    assert (top, most) == (100, 20000)
+    assert files == {"a": {"arch": "resnet34", "crop": 24, "resize": 32}}
+
+
+def test_a_teacher_file_is_read_with_its_architecture_and_input_size(data_path, monkeypatch):
+    calls = []
+
+    def file_teacher(source, dataset, arch, crop, resize):
+        calls.append((source, dataset.num_classes, arch, crop, resize))
+        return Network(None, {}, torch.ones(6, 4), lambda split: torch.zeros(len(split), 6))
+
+    monkeypatch.setattr(diagnose_module, "file_teacher_network", file_teacher)
+    _, identity = load_teacher("r.pth", load_dataset(data_path), {"arch": "resnet8", "crop": 24, "resize": 32})
+    assert calls == [("r.pth", 6, "resnet8", 24, 32)]
+    parameters = sum(p.numel() for p in build_image_model("resnet8", 6).parameters())
+    assert identity == {"method": FILE_TEACHER, "architecture": "resnet8", "parameters": parameters}
+
+
+@pytest.mark.parametrize(("family", "name", "build"), [("imagenet", "resnet8", build_image_model),  # fast
+                                                       ("lm", "tiny", build_lm)])
+def test_checkpoint_size_of_imagenet_and_language_model_runs(family, name, build, tmp_path):
+    torch.save({"arch": {"family": family, "name": name, "num_classes": 12}}, tmp_path / "model.pt")
+    parameters = sum(p.numel() for p in build(name, 12).parameters())
+    assert checkpoint_size(tmp_path / "model.pt") == (name, parameters)
+
+
 def test_a_missing_or_foreign_teacher_is_refused(data_path, tmp_path, image_teacher):
     with pytest.raises(FileNotFoundError, match="absent.pt"):
         main(["--data", str(data_path), "--teachers", f"a={tmp_path / 'absent.pt'}",
@@ -200,17 +268,19 @@ def test_command_on_a_synthetic_teacher_and_the_oracle(data_path, teacher_run, t
     stem = tmp_path / "figures" / "gamma0.5"
     main(["--data", str(data_path), "--teachers", f"mlp={teacher_run / 'model.pt'}", "oracle=oracle",
           "--summary", str(tmp_path / "summary.csv"), "--gamma", str(TINY_GAMMA), "--taus", "1", "8",
+          "--top-classes", "4", "--max-examples", "200",
           "--out-json", str(tmp_path / "d.json"), "--figure-stem", str(stem)])
     result = read_json(tmp_path / "d.json")
-    assert result["meta"] == {"split": "valid", "taus": [1.0, 8.0], "num_classes": 6, "gamma": TINY_GAMMA,
-                              "student": None, "condition": TINY_GAMMA}
+    assert result["meta"] == {"split": "valid", "examples": 200, "taus": [1.0, 8.0], "num_classes": 6,
+                              "classes": 4, "gamma": TINY_GAMMA, "student": None, "condition": TINY_GAMMA}
     mlp, oracle = result["teachers"]
-    metrics = read_json(teacher_run / "metrics.json")
     assert (mlp["name"], mlp["method"], mlp["architecture"]) == ("mlp", "ce", "mlp-16")
     assert mlp["parameters"] == 10 * 16 + 16 + 16 * 6 + 6
-    assert mlp["accuracy"] == pytest.approx(metrics["variants"][0]["best"]["valid"]["acc"], abs=1e-6)
-    valid = load_dataset(data_path)["valid"]
-    posterior_p_t = valid.posterior.gather(1, valid.labels[:, None]).squeeze(1).double()
+    dataset = load_dataset(data_path)
+    valid = dataset["valid"]
+    first = teacher_network(teacher_run / "model.pt", dataset).logits(valid)[:200]
+    assert mlp["accuracy"] == pytest.approx(float(accuracy(first, valid.posterior[:200])), abs=1e-6)
+    posterior_p_t = valid.posterior[:200].gather(1, valid.labels[:200, None]).squeeze(1).double()
     assert (oracle["method"], oracle["architecture"], oracle["parameters"]) == ("oracle", None, None)
     assert oracle["p_t_mean"] == pytest.approx(float(posterior_p_t.mean()), abs=1e-6)
     assert oracle["p_t_ge_0.9"] == pytest.approx(float((posterior_p_t >= 0.9).double().mean()), abs=0.01)

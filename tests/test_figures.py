@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from partialkd.figures import topk_by_k, topk_figure
+from partialkd.aggregate import SCORES
+from partialkd.figures import main, topk_by_k, topk_figure
 from partialkd.style import save_figure
 
 
@@ -26,7 +27,7 @@ def topk_summary() -> pd.DataFrame:
 def test_topk_by_k_chooses_each_ks_variant_on_validation() -> None:
     chosen = topk_by_k(topk_summary()).sort_values(["seed", "k"])
     assert chosen[["seed", "k"]].values.tolist() == [[0, 2], [0, 5], [1, 2], [1, 5]]
-    assert chosen["accuracy"].round(6).tolist() == [50.0, 60.0, 51.0, 61.0]  # τ = 4, not τ = 1
+    assert chosen["score"].round(6).tolist() == [50.0, 60.0, 51.0, 61.0]  # τ = 4, not τ = 1
 
 
 def test_topk_figure_draws_a_panel_per_gamma_with_the_kd_reference(tmp_path) -> None:
@@ -52,3 +53,32 @@ def test_topk_figure_without_kd_topk_students_names_the_fix() -> None:
     summary = topk_summary()
     with pytest.raises(ValueError, match="add kd_topk"):
         topk_figure(summary[summary["method"] == "kd"], "sd")
+
+
+def ppl_summary() -> pd.DataFrame:
+    """topk_summary on perplexity (accuracies dropped): at each k, τ = 4 has the lower validation
+    perplexity (55 against 60) and the higher test perplexity."""
+    summary = topk_summary()
+    return summary.assign(best_valid_ppl=100 - 100 * summary["best_valid_acc"],
+                          best_test_ppl=200 - 100 * summary["best_test_acc"]
+                          ).drop(columns=["best_valid_acc", "best_test_acc"])
+
+
+def test_topk_by_k_by_perplexity_chooses_the_lowest_validation_perplexity() -> None:
+    chosen = topk_by_k(ppl_summary(), SCORES["ppl"]).sort_values(["seed", "k"])
+    assert chosen["score"].round(6).tolist() == [150.0, 140.0, 149.0, 139.0]  # τ = 4: lowest on valid
+
+
+def test_topk_figure_by_perplexity_labels_its_axis_lower_is_better() -> None:
+    figure = topk_figure(ppl_summary(), "sd", SCORES["ppl"])
+    (ax,) = figure.axes
+    assert ax.get_ylabel() == "test perplexity (lower is better)"
+    reference = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert reference[0].get_ydata()[0] == pytest.approx(145.0)  # kd's test perplexity, unscaled
+    assert topk_figure(topk_summary(), "sd").axes[0].get_ylabel() == "test accuracy (%)"
+
+
+def test_only_the_topk_figure_takes_a_metric(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["gain", "--summary", "s.csv", "--metric", "ppl", "--out-stem", "f"])
+    assert "the gain figure shows accuracy only" in capsys.readouterr().err

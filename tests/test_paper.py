@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from partialkd import report
+from partialkd.aggregate import SCORES
 from partialkd.latex import build_pdf, escape, find_engine, inline
-from partialkd.report import ANALYSIS_CAPTIONS, TOPK_CAPTION, condition_label, figure_kind
+from partialkd.report import ANALYSIS_CAPTIONS, TOPK_CAPTION, condition_label, figure_kind, topk_caption
 from partialkd.tables import effect_range, to_latex, to_markdown
 from test_report import CIFAR, cifar_rows
 
@@ -126,12 +127,23 @@ def test_conditions_are_named_in_words(track: str, condition: str, label: str) -
     assert condition_label(track, condition, PAIRS) == label
 
 
+def rst_caption(name: str) -> str:
+    return " ".join((REPO / "workflow/report" / f"{name}.rst").read_text().split())
+
+
+def as_rst(caption: str) -> str:
+    return re.sub(r"`([^`]+)`", r"``\1``", caption)
+
+
 def test_caption_files_of_the_html_report_match_the_reports_captions() -> None:
-    captions = {**ANALYSIS_CAPTIONS, "track_figure": TOPK_CAPTION}
-    for name, caption in captions.items():
-        text = " ".join((REPO / "workflow/report" / f"{name}.rst").read_text().split())
-        expected = re.sub(r"`([^`]+)`", r"``\1``", caption)
-        assert f"{expected[0].upper()}{expected[1:]}." in text, name
+    for name, caption in ANALYSIS_CAPTIONS.items():
+        expected = as_rst(caption)
+        assert f"{expected[0].upper()}{expected[1:]}." in rst_caption(name), name
+    topk = rst_caption("track_figure")  # its metric is a Jinja expression of the track's score
+    assert f"{as_rst(TOPK_CAPTION)}." in topk
+    for score in SCORES.values():
+        metric = topk_caption(score).removesuffix(TOPK_CAPTION).strip()
+        assert f'"{metric[0].upper()}{metric[1:]}"' in topk, score.name
 
 
 def fake_engine(folder: Path, name: str, body: str = "") -> None:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from partialkd.aggregate import NO_TEACHER, selected_students
+from partialkd.cli import positive_int
 from partialkd.datasets import Dataset, Split, load_dataset
 from partialkd.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
                                 similarity_heatmaps)
@@ -190,8 +191,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gamma", type=float, help="the class correlation γ (synthetic track)")
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--figure-stem", required=True, help="path prefix of the figures")
-    parser.add_argument("--top-classes", type=_positive, help="geometry on the classes with ids below N only")
-    parser.add_argument("--max-examples", type=_positive, help="rescaling on the first M validation examples")
+    parser.add_argument("--top-classes", type=positive_int, help="geometry on the classes with ids below N only")
+    parser.add_argument("--max-examples", type=positive_int, help="rescaling on the first M validation examples")
     parser.add_argument("--teacher-arch", help="the architecture of a plain state-dict --teacher file")
     parser.add_argument("--crop", type=int, help="with --teacher-arch: the evaluation crop (px)")
     parser.add_argument("--resize", type=int, help="with --teacher-arch: the short side before the crop (px)")
@@ -205,13 +206,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = analyse(args.data, args.teacher, students, condition, args.figure_stem, args.top_classes,
                      args.max_examples, teacher_file)
     save_json(result, args.out_json)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 if __name__ == "__main__":

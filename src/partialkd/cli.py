@@ -14,6 +14,14 @@ from partialkd.train import parse_tag
 GRID_HELP = 'JSON with one variant, e.g. \'{"kd": {"lam": [0.9], "tau": [4]}}\''
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_sgd_options(parser: argparse.ArgumentParser) -> None:
     """--epochs to --lr-decay: SGD with momentum and a step schedule (`ImageTrainConfig`)."""
     parser.add_argument("--epochs", type=int, required=True)

@@ -7,13 +7,21 @@ SUMMARY.csv (--student ARCH | --gamma G)] [--taus τ ...] --out-json J --figure-
 writes J and STEM_confidence, STEM_tau (.png/.pdf). The examples are the validation split;
 p_t = softmax(v)_t is the teacher's probability of the true class t at τ = 1.
 
+With many classes (Penn Treebank's 10k words) `--top-classes N` restricts the class-probability
+correlations (and their heatmaps) to the classes with ids below N (on PTB the N most frequent
+words), their probabilities still those of the softmax over every class, and `--max-examples M`
+scores the first M validation examples only. Teachers given as plain state-dict files (ImageNet
+teachers not trained by the workflow) take `--teacher-arch NAME=ARCH ...`, `--crop` and `--resize`.
+
 J holds (accuracies are fractions, p_t a probability, entropy in nats):
-- "meta": {"split", "taus", "student", "gamma" (the dataset's), "num_classes", "condition" (how
-  the claims name it: the synthetic γ, or 'teachers→ARCH' for a student architecture)};
+- "meta": {"split", "examples" (scored), "taus", "student", "gamma" (the dataset's), "num_classes",
+  "classes" (of the correlations), "condition" (how the claims name it: the synthetic γ, or
+  'teachers→ARCH' for a student architecture)};
 - "teachers": one row per teacher, in command-line order: "name", "source", "method" (its
-  training target, "ce" or "ls", or "oracle"), "architecture" (an image network's name,
-  "mlp-<hidden widths>" for a synthetic MLP; null for the oracle), "parameters" (of one
-  network; null for the oracle), "accuracy" on the split, "p_t_mean", "p_t_median", "p_t_q10",
+  training target, "ce" or "ls", "oracle", or "file" for a state-dict file, whose target is
+  unknown), "architecture" (an image network's or language model's name, "mlp-<hidden widths>"
+  for a synthetic MLP; null for the oracle), "parameters" (of one network; null for the
+  oracle), "accuracy" on the examples, "p_t_mean", "p_t_median", "p_t_q10",
   "p_t_q90", "p_t_ge_0.9" and "p_t_ge_0.99" (fractions of examples), "entropy" (mean entropy
   of the teacher's distribution);
 - "size_pairs": the plain (ce) teachers ordered by parameter count, one row per consecutive
@@ -40,14 +48,17 @@ import torch
 from torch import Tensor
 
 from partialkd.aggregate import NO_TEACHER, selected_students
-from partialkd.datasets import Dataset, load_dataset
+from partialkd.analyse import first_examples
+from partialkd.cli import positive_int
+from partialkd.datasets import Dataset, Split, load_dataset
 from partialkd.geometry import similarity_heatmaps, teacher_probability_correlation
 from partialkd.image_models import build_image_model
 from partialkd.io import load_torch, save_json
+from partialkd.lm_models import build_lm
 from partialkd.metrics import accuracy
 from partialkd.style import COLUMN_WIDTH_IN, apply_style, save_figure
 from partialkd.teachers import ORACLE, build_model
-from partialkd.trained import teacher_network
+from partialkd.trained import Network, file_teacher_network, teacher_network
 
 SPLIT = "valid"
 DEFAULT_TAUS = (1.0, 4.0, 16.0)  # low, KD's usual, high
@@ -55,18 +66,21 @@ CONFIDENT = (0.9, 0.99)  # thresholds of the "p_t_ge_*" fractions
 HISTOGRAM_BINS = np.linspace(0.0, 1.0, 41)
 P_T_LABEL = "teacher confidence on the true class p_t"
 TEACHER_COLORS = (0, 1, 2, 4, 3, 5, 6, 7, 8, 9)  # colour-blind palette, far-apart hues first
+FILE_TEACHER = "file"  # the "method" of a teacher given as a state-dict file: its target is unknown
 
 
-def parse_teachers(items: Sequence[str]) -> dict[str, str]:
-    """NAME=SOURCE arguments as {name: source}, in order; ValueError on a malformed or repeated one."""
+def parse_teachers(items: Sequence[str], option: str = "--teachers",
+                   form: str = "NAME=MODEL.pt or NAME=oracle") -> dict[str, str]:
+    """NAME=VALUE arguments of `option` as {name: value}, in order; ValueError on a malformed or
+    repeated one."""
     teachers: dict[str, str] = {}
     for item in items:
-        name, sep, source = item.partition("=")
-        if not sep or not name or not source:
-            raise ValueError(f"--teachers: expected NAME=MODEL.pt or NAME=oracle, got {item!r}")
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"{option}: expected {form}, got {item!r}")
         if name in teachers:
-            raise ValueError(f"--teachers: the name {name!r} is given twice")
-        teachers[name] = source
+            raise ValueError(f"{option}: the name {name!r} is given twice")
+        teachers[name] = value
     return teachers
 
 
@@ -75,12 +89,31 @@ def checkpoint_size(source: str | Path) -> tuple[str | None, int | None]:
     if str(source) == ORACLE:
         return None, None
     arch = load_torch(source, "teacher checkpoint")["arch"]
-    if arch.get("family") == "image":
-        model = build_image_model(arch["name"], arch["num_classes"])
-        return arch["name"], sum(p.numel() for p in model.parameters())
-    stack = build_model(arch)
+    if arch.get("family") in ("image", "imagenet"):
+        return arch["name"], _parameters(build_image_model(arch["name"], arch["num_classes"]))
+    if arch.get("family") == "lm":
+        return arch["name"], _parameters(build_lm(arch["name"], arch["num_classes"]))
     name = "-".join(["mlp", *(str(width) for width in arch["hidden"])])
-    return name, sum(p.numel() for p in stack.parameters()) // arch["num_models"]
+    return name, _parameters(build_model(arch)) // arch["num_models"]
+
+
+def _parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_teacher(source: str, dataset: Dataset, file: Mapping[str, Any] | None
+                 ) -> tuple[Network, dict[str, Any]]:
+    """A teacher's network and its "method", "architecture" and "parameters": from a run's
+    model.pt or 'oracle', or (`file`: {arch, crop, resize}) from a plain state-dict file."""
+    if file is None:
+        network = teacher_network(source, dataset)
+        method = network.variant.method if network.variant is not None else ORACLE
+        architecture, parameters = checkpoint_size(source)
+    else:
+        network = file_teacher_network(source, dataset, **file)
+        method, architecture = FILE_TEACHER, file["arch"]
+        parameters = _parameters(build_image_model(architecture, dataset.num_classes))
+    return network, {"method": method, "architecture": architecture, "parameters": parameters}
 
 
 def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
@@ -100,14 +133,12 @@ def confidence_stats(logits: Tensor, labels: Tensor) -> dict[str, float]:
     return {key: float(value) for key, value in stats.items()}
 
 
-def teacher_row(name: str, source: str, logits: Tensor, method: str, dataset: Dataset
-                ) -> dict[str, Any]:
-    """One teacher's row of the diagnosis (see the module docstring)."""
-    split = dataset[SPLIT]
-    architecture, parameters = checkpoint_size(source)
-    return {"name": name, "source": source, "method": method, "architecture": architecture,
-            "parameters": parameters,
-            "accuracy": float(accuracy(logits, split.truth(dataset.num_classes))),
+def teacher_row(name: str, source: str, identity: Mapping[str, Any], logits: Tensor, split: Split,
+                num_classes: int) -> dict[str, Any]:
+    """One teacher's row of the diagnosis (see the module docstring) on the examples of `split`;
+    `identity`: its method, architecture and parameters (from `load_teacher`)."""
+    return {"name": name, "source": source, **identity,
+            "accuracy": float(accuracy(logits, split.truth(num_classes))),
             **confidence_stats(logits, split.labels)}
 
 
@@ -153,22 +184,28 @@ def taught_students(summary: pd.DataFrame, teachers: Sequence[str], student: str
 
 
 def diagnose(data: str | Path, teachers: Mapping[str, str], students: list[dict[str, Any]],
-             taus: Sequence[float], figure_stem: str | Path, student: str | None = None
-             ) -> dict[str, Any]:
+             taus: Sequence[float], figure_stem: str | Path, student: str | None = None,
+             top_classes: int | None = None, max_examples: int | None = None,
+             teacher_files: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The diagnosis of `teachers` ({name: model.pt or 'oracle'}) with their `students` (from
-    `taught_students` for the `student` architecture or the dataset's γ, or []) and its figures."""
+    `taught_students` for the `student` architecture or the dataset's γ, or []) and its figures.
+    `top_classes` restricts the correlations to the classes with ids below it, `max_examples`
+    the examples to the first validation ones; `teacher_files` ({name: {arch, crop, resize}})
+    reads those teachers as plain state-dict files."""
     dataset = load_dataset(data)
+    split = first_examples(dataset[SPLIT], max_examples)
     rows, logits = [], {}
     for name, source in teachers.items():
-        network = teacher_network(source, dataset)
-        logits[name] = network.logits(dataset[SPLIT])
-        method = network.variant.method if network.variant is not None else ORACLE
-        rows.append(teacher_row(name, source, logits[name], method, dataset))
-    p_t = {name: true_class_probability(values, dataset[SPLIT].labels) for name, values in logits.items()}
+        network, identity = load_teacher(source, dataset, (teacher_files or {}).get(name))
+        logits[name] = network.logits(split)
+        rows.append(teacher_row(name, source, identity, logits[name], split, dataset.num_classes))
+    p_t = {name: true_class_probability(values, split.labels) for name, values in logits.items()}
+    groups = dataset.class_groups[:top_classes]
     stem = Path(figure_stem)
     save_figure(confidence_figure(p_t, rows, students), stem.with_name(f"{stem.name}_confidence"))
-    save_figure(tau_figure(logits, taus, dataset.class_groups), stem.with_name(f"{stem.name}_tau"))
-    return {"meta": {"split": SPLIT, "taus": list(taus), "num_classes": dataset.num_classes,
+    save_figure(tau_figure(logits, taus, groups), stem.with_name(f"{stem.name}_tau"))
+    return {"meta": {"split": SPLIT, "examples": len(split), "taus": list(taus),
+                     "num_classes": dataset.num_classes, "classes": len(groups),
                      "gamma": dataset.meta.get("gamma"), "student": student,
                      "condition": condition(dataset, student)},
             "teachers": rows, "size_pairs": size_pairs(rows, p_t), "students": students}
@@ -250,11 +287,23 @@ def _student_accuracy(ax: plt.Axes, students: pd.DataFrame, colors: Mapping[str,
 def tau_figure(logits: Mapping[str, Tensor], taus: Sequence[float], class_groups: Tensor
                ) -> plt.Figure:
     """Per teacher (rows) and τ (columns): the correlation across examples of its probabilities
-    softmax(v/τ), classes ordered by group (superclass blocks appear at high τ)."""
-    matrices = {f"{name}, τ = {tau:g}": teacher_probability_correlation(values, tau)
+    softmax(v/τ) of the first len(class_groups) classes, ordered by group (superclass blocks
+    appear at high τ)."""
+    matrices = {f"{name}, τ = {tau:g}": top_class_correlation(values, tau, len(class_groups))
                 for name, values in logits.items() for tau in taus}
     return similarity_heatmaps(matrices, class_groups, columns=len(taus),
                                label="correlation of class probabilities")
+
+
+def top_class_correlation(logits: Tensor, tau: float, classes: int) -> Tensor:
+    """`teacher_probability_correlation` of the classes with ids below `classes`, [classes,
+    classes]: the others are lumped into one class of logit τ·logsumexp(v_rest/τ), which leaves
+    every kept probability softmax(v/τ)_i as it is."""
+    if classes >= logits.shape[1]:
+        return teacher_probability_correlation(logits, tau)
+    kept = logits[:, :classes].double()
+    rest = tau * torch.logsumexp(logits[:, classes:].double() / tau, dim=1, keepdim=True)
+    return teacher_probability_correlation(torch.cat([kept, rest], dim=1), tau)[:classes, :classes]
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -273,9 +322,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="temperatures of the class-correlation heatmaps")
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--figure-stem", required=True, help="path prefix of the figures")
+    parser.add_argument("--top-classes", type=positive_int, help="correlations of the classes with ids below N only")
+    parser.add_argument("--max-examples", type=positive_int, help="the first M validation examples only")
+    parser.add_argument("--teacher-arch", nargs="+", default=[], metavar="NAME=ARCH",
+                        help="teachers whose MODEL.pt is a plain state-dict file of torchvision's ARCH")
+    parser.add_argument("--crop", type=int, help="with --teacher-arch: the evaluation crop (px)")
+    parser.add_argument("--resize", type=int, help="with --teacher-arch: the short side before the crop (px)")
     args = parser.parse_args(argv)
     try:
         teachers = parse_teachers(args.teachers)
+        teacher_files = file_teachers(parse_teachers(args.teacher_arch, "--teacher-arch", "NAME=ARCH"),
+                                      teachers, args.crop, args.resize)
     except ValueError as error:
         parser.error(str(error))
     has_condition = args.student is not None or args.gamma is not None
@@ -283,8 +340,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--summary goes with --student (image tracks) and/or --gamma (synthetic track)")
     students = (taught_students(pd.read_csv(args.summary), list(teachers), args.student, args.gamma)
                 if args.summary else [])
-    save_json(diagnose(args.data, teachers, students, args.taus, args.figure_stem, args.student),
-              args.out_json)
+    save_json(diagnose(args.data, teachers, students, args.taus, args.figure_stem, args.student,
+                       args.top_classes, args.max_examples, teacher_files), args.out_json)
+
+
+def file_teachers(archs: Mapping[str, str], teachers: Mapping[str, str], crop: int | None,
+                  resize: int | None) -> dict[str, dict[str, Any]]:
+    """{name: {arch, crop, resize}} of the teachers given as state-dict files; ValueError on a
+    name that is not a teacher or a missing input size."""
+    unknown = [name for name in archs if name not in teachers]
+    if unknown:
+        raise ValueError(f"--teacher-arch: {', '.join(unknown)} not among the --teachers")
+    if archs and (crop is None or resize is None):
+        raise ValueError("--teacher-arch needs --crop and --resize (the input size the students saw)")
+    return {name: {"arch": arch, "crop": crop, "resize": resize} for name, arch in archs.items()}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from partialkd.aggregate import selected_students
+from partialkd.aggregate import ACCURACY, SCORES, Score, selected_students
 from partialkd.style import (COLUMN_WIDTH_IN, METHOD_COLORS, METHOD_MARKERS, apply_style,
                              ordered_methods, save_figure)
 
@@ -56,27 +56,33 @@ def condition_labels(rows: pd.DataFrame) -> pd.Series:
                      index=rows.index, dtype=object)
 
 
-def topk_by_k(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per condition (teacher and γ, or teacher → student), seed and k: test accuracy (points) of
-    the kd_topk grid point with the best validation accuracy at that k (the other
-    hyperparameters chosen on validation, as always)."""
+def topk_by_k(summary: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame:
+    """Per condition (teacher and γ, or teacher → student), seed and k: the test `score` (as
+    shown: accuracy in points, perplexity as is) of the kd_topk grid point with the best
+    validation score at that k (the other hyperparameters chosen on validation, as always)."""
     rows = summary[(summary["role"] == "student") & (summary["method"] == "kd_topk")]
     rows = rows.assign(condition=condition_labels(rows))
-    best = rows.groupby(["condition", "seed", "k"])["best_valid_acc"].idxmax()
-    chosen = rows.loc[best.to_numpy(), ["condition", "seed", "k", "best_test_acc"]]
-    return chosen.assign(accuracy=100 * chosen["best_test_acc"])
+    groups = rows.groupby(["condition", "seed", "k"])[score.column(split="valid")]
+    best = groups.idxmin() if score.lower_is_better else groups.idxmax()
+    chosen = rows.loc[best.to_numpy(), ["condition", "seed", "k", score.column()]]
+    return chosen.assign(score=score.points(chosen[score.column()]))
 
 
-def topk_figure(summary: pd.DataFrame, error_bars: str) -> plt.Figure:
-    """kd_topk's test accuracy against k, one panel per condition, mean and spread over seeds;
+def score_label(score: Score) -> str:
+    """The axis label of a score, saying which way is better where lower is."""
+    return f"{score.label} (lower is better)" if score.lower_is_better else score.label
+
+
+def topk_figure(summary: pd.DataFrame, error_bars: str, score: Score = ACCURACY) -> plt.Figure:
+    """kd_topk's test `score` against k, one panel per condition, mean and spread over seeds;
     the validation-selected kd student as a reference line with its sd band (NOTES §5, C8)."""
     apply_style()
-    topk = topk_by_k(summary)
+    topk = topk_by_k(summary, score)
     if topk.empty:
         raise ValueError("the summary has no kd_topk student: add kd_topk to the track's methods")
     kd = selected_students(summary)
     kd = kd[kd["method"] == "kd"]
-    kd = kd.assign(condition=condition_labels(kd), accuracy=100 * kd["best_test_acc"])
+    kd = kd.assign(condition=condition_labels(kd), score=score.points(kd[score.column()]))
     conditions = sorted(topk["condition"].unique())
     columns = min(3, len(conditions))
     rows = -(-len(conditions) // columns)
@@ -84,15 +90,15 @@ def topk_figure(summary: pd.DataFrame, error_bars: str) -> plt.Figure:
                                 layout="constrained")
     for ax, condition in zip(axes.flat, conditions):
         panel = topk[topk["condition"] == condition]
-        sns.lineplot(data=panel, x="k", y="accuracy", color=METHOD_COLORS["kd_topk"],
+        sns.lineplot(data=panel, x="k", y="score", color=METHOD_COLORS["kd_topk"],
                      marker=METHOD_MARKERS["kd_topk"], errorbar=ERROR_BARS[error_bars],
                      err_style="bars", err_kws={"capsize": 2}, ax=ax, label="kd_topk")
-        reference = kd.loc[kd["condition"] == condition, "accuracy"]
+        reference = kd.loc[kd["condition"] == condition, "score"]
         ax.axhline(reference.mean(), color=METHOD_COLORS["kd"], linestyle="--", linewidth=1,
                    label="kd (full targets)")
         ax.axhspan(reference.mean() - reference.std(), reference.mean() + reference.std(),
                    color=METHOD_COLORS["kd"], alpha=0.15, linewidth=0)
-        ax.set(xlabel="k (classes kept from the teacher)", ylabel="test accuracy (%)",
+        ax.set(xlabel="k (classes kept from the teacher)", ylabel=score_label(score),
                title=condition, xticks=sorted(panel["k"].unique()))
         ax.legend().set_visible(ax is axes.flat[min(columns, len(conditions)) - 1])
     for ax in axes.flat[len(conditions):]:
@@ -109,9 +115,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--summary", required=True, help="summary.csv of the track")
     parser.add_argument("--error-bars", choices=sorted(ERROR_BARS), default="sd",
                         help="spread over seeds drawn around each mean")
+    parser.add_argument("--metric", choices=sorted(SCORES), default="acc",
+                        help="topk: the test score drawn and the validation score selecting each k's "
+                             "grid point (ppl: perplexity, lower is better)")
     parser.add_argument("--out-stem", required=True, help="path without suffix; .png and .pdf are written")
     args = parser.parse_args(argv)
-    save_figure(FIGURES[args.figure](pd.read_csv(args.summary), args.error_bars), args.out_stem)
+    if args.metric != "acc" and args.figure != "topk":
+        parser.error(f"--metric {args.metric}: the {args.figure} figure shows accuracy only")
+    options = {"score": SCORES[args.metric]} if args.figure == "topk" else {}
+    save_figure(FIGURES[args.figure](pd.read_csv(args.summary), args.error_bars, **options), args.out_stem)
 
 
 if __name__ == "__main__":

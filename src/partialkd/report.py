@@ -28,7 +28,7 @@ import yaml
 from partialkd.aggregate import ACCURACY, SCORES, Score
 from partialkd.document import (Block, Bullet, Bullets, Code, Figure, Heading, Paragraph, TableBlock,
                                 render_latex, render_markdown)
-from partialkd.figures import ERROR_BAR_CAPTIONS
+from partialkd.figures import ERROR_BAR_CAPTIONS, score_label
 from partialkd.io import atomic_write
 from partialkd.provenance import provenance
 from partialkd.tables import (Table, accuracy_table, claims_table, pair_table, selected_variants,
@@ -47,15 +47,22 @@ ANALYSIS_CAPTIONS = {
                 "the teacher and the first seed's students (NOTES §5, C11)",
     "geometry_bars": "correlation of each student's class-similarity matrix with the teacher's: "
                      "mean ± sd over seeds, one dot per seed (C11)",
-    "confidence": "histograms of the teacher's p_t on the validation split for plain, "
+    "confidence": "histograms of the teacher's p_t on the validation split (its first "
+                  "`analysis.max_examples` examples where the track sets it) for plain, "
                   "label-smoothed and differently sized teachers; right: test accuracy of the kd "
                   "students they produce, per seed, with the ce student as reference (C9, C12)",
     "tau": "the teacher's class-probability correlations at low and high τ, classes ordered by "
-           "group/superclass (NOTES §5)",
+           "group/superclass (NOTES §5); on a track with `analysis.top_classes` (Penn Treebank), "
+           "the correlations of the most frequent classes only",
 }
-TOPK_CAPTION = ("test accuracy of the `kd_topk` student against k, the number of the teacher's "
-                "classes kept (at each k the other hyperparameters chosen on validation), mean "
-                "and spread over seeds; dashed, the `kd` student with its sd band (C8)")
+TOPK_CAPTION = ("of the `kd_topk` student against k, the number of the teacher's classes kept "
+                "(at each k the other hyperparameters chosen on validation), mean and spread over "
+                "seeds; dashed, the `kd` student with its sd band (C8)")
+
+
+def topk_caption(score: Score) -> str:
+    """The KD-topk figure's caption for a track scored by `score` (accuracy or perplexity)."""
+    return f"{score_label(score)} {TOPK_CAPTION}"
 
 
 def gain_caption(error_bars: str, seeds: int) -> str:
@@ -97,7 +104,7 @@ def condition_label(track: str, condition: str, params: dict[str, Any]) -> str:
 
 
 def figure_blocks(track: str, figures: Sequence[tuple[str, str]], params: dict[str, Any],
-                  seeds: int) -> list[Block]:
+                  seeds: int, score: Score = ACCURACY) -> list[Block]:
     """A track's own figures, then the analyses' figures grouped by condition (conditions in the
     given order, kinds in ANALYSIS_CAPTIONS' order), each with its caption; `figures`: (PNG
     link, LaTeX graphic link) pairs."""
@@ -106,7 +113,7 @@ def figure_blocks(track: str, figures: Sequence[tuple[str, str]], params: dict[s
     for png, graphic in figures:
         condition, kind = figure_kind(Path(png).stem)
         if condition is None:
-            caption = gain_caption(params["figures"]["error_bars"], seeds) if kind == "gain" else TOPK_CAPTION
+            caption = gain_caption(params["figures"]["error_bars"], seeds) if kind == "gain" else topk_caption(score)
             blocks.append(Figure(png, graphic, caption, alt=kind))
             continue
         label = condition_label(track, condition, params)
@@ -226,10 +233,12 @@ class Report:
                                         pair_table(summary, section, teacher, student, score, track)))]
         blocks.append(Paragraph("The full table, one row per run (every grid point, `selected` "
                                 f"marking the chosen ones), is `results/{track}/summary.csv`."))
-        return blocks + self.figures(track, figures, seeds)
+        return blocks + self.figures(track, figures, seeds, score)
 
-    def figures(self, track: str, figures: Sequence[tuple[str, str]], seeds: int) -> list[Block]:
-        return [Heading(3, "Figures"), *figure_blocks(track, figures, self.params, seeds)] if figures else []
+    def figures(self, track: str, figures: Sequence[tuple[str, str]], seeds: int,
+                score: Score = ACCURACY) -> list[Block]:
+        return ([Heading(3, "Figures"), *figure_blocks(track, figures, self.params, seeds, score)]
+                if figures else [])
 
     def parameters(self) -> list[Block]:
         return [Heading(2, "Parameters"), Paragraph(

@@ -24,6 +24,19 @@ def reported_figures(track, condition, kinds):
     return files
 
 
+def diagnosis_args(track, student):
+    """The `python -m partialkd.diagnose` options bounding a track's diagnoses (`analysis`, as
+    for its analyses), and those reading the teachers given as files."""
+    bounds = config[track].get("analysis", {})
+    args = "".join(f" --{key.replace('_', '-')} {value}" for key, value in bounds.items())
+    specs = {t: config[track]["teachers"][t] for t in diagnosed_teachers(track, student)}
+    files = " ".join(f"{t}={spec['arch']}" for t, spec in specs.items() if "file" in spec)
+    if files:
+        size = config[track]["input"]
+        args += f" --teacher-arch {files} --crop {size['crop']} --resize {size['resize']}"
+    return args
+
+
 rule synthetic_analysis:
     input:
         data=rules.synthetic_dataset.output,
@@ -108,6 +121,7 @@ rule image_diagnosis:
     params:
         teachers=lambda w, input: " ".join(f"{t}={path}" for t, path in
                                            zip(diagnosed_teachers(w.track, w.student_arch), input.teachers)),
+        options=lambda w: diagnosis_args(w.track, w.student_arch),
     resources:
         gpu=1,
     log:
@@ -115,8 +129,9 @@ rule image_diagnosis:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.diagnose --data {input.data} --teachers {params.teachers}"
-        " --summary {input.summary} --student {wildcards.student_arch} --out-json {output.json}"
-        " --figure-stem paper/figures/{wildcards.track}/{wildcards.student_arch} 2> {log}"
+        " --summary {input.summary} --student {wildcards.student_arch}{params.options}"
+        " --out-json {output.json} --figure-stem paper/figures/{wildcards.track}/{wildcards.student_arch}"
+        " 2> {log}"
 
 
 def analysis_jsons(track):

@@ -62,11 +62,13 @@ rule track_figure:
         figure="gain|topk",
     params:
         error_bars=config["figures"]["error_bars"],
+        score=lambda w: TRACK_SCORE.get(w.track, "acc"),
+        metric=lambda w: f"--metric {TRACK_SCORE.get(w.track, 'acc')}" if w.figure == "topk" else "",
     log:
         "logs/figures/{track}_{figure}.log",
     shell:
         "python -m partialkd.figures {wildcards.figure} --summary {input.summary}"
-        " --error-bars {params.error_bars} --out-stem paper/figures/{wildcards.track}/{wildcards.figure}"
+        " --error-bars {params.error_bars} {params.metric} --out-stem paper/figures/{wildcards.track}/{wildcards.figure}"
         " 2> {log}"
 
 
