@@ -23,11 +23,21 @@ class _Batch:
     """Validated inputs; λ, τ, c(τ) shaped [1, 1] or [S, 1, 1] to broadcast over [..., N, K]."""
 
     logits: Tensor  # z, [N, K] or [S, N, K]
-    onehot: Tensor  # y, [N, K]
+    labels: Tensor  # t, [N] int64
     target: Tensor  # ρ, [N, K] or [S, N, K]
     lam: Tensor
     tau: Tensor
     scale: Tensor  # c(τ)
+
+    @property
+    def onehot(self) -> Tensor:
+        """y, [N, K]."""
+        return F.one_hot(self.labels, self.logits.shape[-1]).to(self.logits.dtype)
+
+    def at_labels(self, values: Tensor) -> Tensor:
+        """values[..., n, t_n] of [N, K] or [S, N, K] values: [N] or [S, N]."""
+        index = self.labels.expand(*values.shape[:-1])[..., None]
+        return values.gather(-1, index).squeeze(-1)
 
 
 def distillation_loss(
@@ -41,12 +51,12 @@ def distillation_loss(
 ) -> Tensor:
     """L averaged over the batch: a scalar for [N, K] logits, one loss per model [S] if stacked."""
     batch = _prepare(student_logits, labels, target, lam=lam, tau=tau, tau_squared=tau_squared)
-    cross_entropy = -batch.onehot * batch.logits.log_softmax(-1)
-    # KL(ρ ‖ q^τ) per class, with 0·log 0 = 0 and a stable log q^τ.
+    cross_entropy = -batch.at_labels(batch.logits.log_softmax(-1))
+    # KL(ρ ‖ q^τ) per example, with 0·log 0 = 0 and a stable log q^τ.
     log_q_tau = (batch.logits / batch.tau).log_softmax(-1)
-    kl = batch.target.xlogy(batch.target) - batch.target * log_q_tau
-    per_class = (1 - batch.lam) * cross_entropy + batch.lam * batch.scale * kl
-    return per_class.sum(-1).mean(-1)
+    kl = (batch.target.xlogy(batch.target) - batch.target * log_q_tau).sum(-1)
+    lam, scale = batch.lam[..., 0], batch.scale[..., 0]  # [1] or [S, 1], per example
+    return ((1 - lam) * cross_entropy + lam * scale * kl).mean(-1)
 
 
 def loss_gradient(
@@ -78,8 +88,8 @@ def rescaling_factor(
     For ρ_t = p^τ_t this is (1 − λ) + λ(c(τ)/τ)(p^τ_t − q^τ_t)/(1 − q_t) (NOTES §2).
     """
     batch = _prepare(student_logits, labels, target, lam=lam, tau=tau, tau_squared=tau_squared)
-    true_gradient = (_gradient(batch) * batch.onehot).sum(-1)
-    q_true = (batch.logits.softmax(-1) * batch.onehot).sum(-1)
+    true_gradient = batch.at_labels(_gradient(batch))
+    q_true = batch.at_labels(batch.logits.softmax(-1))
     return true_gradient / (q_true - 1)
 
 
@@ -121,8 +131,7 @@ def _prepare(
     lam_values = _per_model("lam", lam, stack, student_logits)
     tau_values = _per_model("tau", tau, stack, student_logits)
     scale = tau_values**2 if tau_squared else torch.ones_like(tau_values)
-    onehot = F.one_hot(labels, num_classes).to(student_logits.dtype)
-    return _Batch(student_logits, onehot, target, lam_values, tau_values, scale)
+    return _Batch(student_logits, labels, target, lam_values, tau_values, scale)
 
 
 def _per_model(name: str, value: float | Tensor, stack: list[int], like: Tensor) -> Tensor:

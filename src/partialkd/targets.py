@@ -232,7 +232,7 @@ def _teacher_top_k(inputs: TargetInputs, *, k: int, renormalize: bool = False) -
     if not isinstance(renormalize, bool):
         raise ValueError(f"renormalize: expected a bool, got {renormalize!r}")
     probs = inputs.teacher_probs()
-    top_indices = probs.topk(k, dim=1).indices
+    top_indices = probs.topk(k, dim=1, sorted=False).indices  # the set matters, not its order
     top = torch.zeros_like(probs, dtype=torch.bool).scatter_(1, top_indices, True)
     kept = torch.where(top, probs, 0.0)
     mass = kept.sum(1, keepdim=True)
