@@ -99,6 +99,16 @@ def test_confident_student_examples_are_dropped_and_counted() -> None:
     assert {4, 9}.isdisjoint(frame.index) and np.isfinite(frame["w_formula"]).all()
 
 
+def test_examples_computed_in_chunks_give_the_same_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    student, teacher, labels = random_logits(1), random_logits(2), random_labels(3)
+    student[[4, 150], labels[[4, 150]]] = 40.0  # dropped examples in two different chunks
+    whole = per_example_rescaling(student, teacher, labels, Variant("kd", 0.9, 4.0))
+    monkeypatch.setattr("partialkd.rescaling.CHUNK_EXAMPLES", 64)
+    chunked = per_example_rescaling(student, teacher, labels, Variant("kd", 0.9, 4.0))
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert chunked.attrs == whole.attrs and whole.attrs["dropped"] == 2
+
+
 def test_constant_confidence_teacher_gives_flat_w() -> None:
     """Every row is one base vector permuted so its first entry sits on the label: p_t and q_t
     are the same for every example, and so is w_t."""

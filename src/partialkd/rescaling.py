@@ -28,6 +28,7 @@ from partialkd.style import (
 )
 
 Q_TOLERANCE = 1e-6  # examples with 1 − q_t ≤ this are dropped: w_t = 0/0 is undefined
+CHUNK_EXAMPLES = 1024  # examples computed at once: float64 [n, K] copies stay small at K = 10k
 X_LABEL = "teacher confidence on the true class p_t"
 Y_LABEL = "gradient rescaling w_t (KD ÷ CE gradient)"
 _LINESTYLES = ("-", "--", "-.", ":")  # tell apart methods whose curves coincide (kd, kd_pt)
@@ -55,13 +56,26 @@ def per_example_rescaling(
             f"student_logits {tuple(student_logits.shape)} and teacher_logits "
             f"{tuple(teacher_logits.shape)}: expected the same shape [N, K]"
         )
-    student = student_logits.detach().to("cpu", torch.float64)
-    teacher = teacher_logits.detach().to("cpu", torch.float64)
     labels = labels.detach().cpu()
     weights = None if class_weights is None else class_weights.detach().to("cpu", torch.float64)
+    chunks = [_columns(student_logits[rows], teacher_logits[rows], labels[rows], variant, tau_squared, weights)
+              for rows in torch.arange(len(labels)).split(CHUNK_EXAMPLES)]
+    columns = {name: torch.cat([chunk[name] for chunk in chunks]) for name in chunks[0]}
+    keep = 1 - columns["q_t"] > Q_TOLERANCE
+    index = pd.Index(np.flatnonzero(keep.numpy()), name="example")
+    data = {name: values[keep].numpy() for name, values in columns.items()}
+    frame = pd.DataFrame(data, index=index)
+    frame.attrs.update(dropped=int((~keep).sum()), variant=variant.label)
+    return frame
+
+
+def _columns(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, variant: Variant,
+             tau_squared: bool, weights: Tensor | None) -> dict[str, Tensor]:
+    """The frame's columns [n] for a chunk of examples, in float64 on the CPU."""
+    student = student_logits.detach().to("cpu", torch.float64)
+    teacher = teacher_logits.detach().to("cpu", torch.float64)
     target = variant.target(teacher, labels, student.shape[1], weights)
-    keep = 1 - _true(student.softmax(1), labels) > Q_TOLERANCE
-    columns = {
+    return {
         "p_t": _true(teacher.softmax(1), labels),
         "p_tau_t": _true((teacher / variant.tau).softmax(1), labels),
         "q_t": _true(student.softmax(1), labels),
@@ -70,11 +84,6 @@ def per_example_rescaling(
                                       tau_squared=tau_squared),
         "w_autograd": _autograd(student, labels, target, variant, tau_squared),
     }
-    index = pd.Index(np.flatnonzero(keep.numpy()), name="example")
-    data = {name: values[keep].numpy() for name, values in columns.items()}
-    frame = pd.DataFrame(data, index=index)
-    frame.attrs.update(dropped=int((~keep).sum()), variant=variant.label)
-    return frame
 
 
 def check_agreement(frame: pd.DataFrame, atol: float = 1e-6) -> float:
