@@ -27,7 +27,7 @@ class LMSize:
 
 
 SIZES: dict[str, LMSize] = {
-    "tiny": LMSize(hidden=32, dropout=0.1, init=0.1),  # for tests
+    "tiny": LMSize(hidden=32, dropout=0.1, init=0.1),  # tests, and the CPU demo's student
     "small": LMSize(hidden=200, dropout=0.0, init=0.1),  # Zaremba "small", the student
     "medium": LMSize(hidden=650, dropout=0.5, init=0.05),  # Zaremba "medium", the teacher
 }
