@@ -27,14 +27,10 @@ def reported_figures(track, condition, kinds):
 def diagnosis_args(track, student):
     """The `python -m partialkd.diagnose` options bounding a track's diagnoses (`analysis`, as
     for its analyses), and those reading the teachers given as files."""
-    bounds = config[track].get("analysis", {})
-    args = "".join(f" --{key.replace('_', '-')} {value}" for key, value in bounds.items())
     specs = {t: config[track]["teachers"][t] for t in diagnosed_teachers(track, student)}
     files = " ".join(f"{t}={spec['arch']}" for t, spec in specs.items() if "file" in spec)
-    if files:
-        size = config[track]["input"]
-        args += f" --teacher-arch {files} --crop {size['crop']} --resize {size['resize']}"
-    return args
+    file_args = f" --teacher-arch {files}{input_size_args(track)}" if files else ""
+    return analysis_bounds_args(track) + file_args
 
 
 rule synthetic_analysis:

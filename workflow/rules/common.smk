@@ -141,16 +141,24 @@ def teacher_options(track, teacher, path):
     return f"--teacher {path}" + (f" --teacher-arch {spec['arch']}" if "file" in spec else "")
 
 
+def analysis_bounds_args(track):
+    """`--top-classes N --max-examples M`: the track's `analysis` bounds, as `partialkd.analyse`
+    and `partialkd.diagnose` take them (none where the track sets none)."""
+    return "".join(f" --{key.replace('_', '-')} {value}" for key, value in config[track].get("analysis", {}).items())
+
+
+def input_size_args(track):
+    """`--crop C --resize R`: the input size of a track's teachers given as files (ImageNet)."""
+    size = config[track]["input"]
+    return f" --crop {size['crop']} --resize {size['resize']}"
+
+
 def analysis_args(track, teacher):
     """The `python -m partialkd.analyse` options bounding a track's analyses (`analysis`), and
     those reading a teacher given as a file."""
-    bounds = config[track].get("analysis", {})
-    args = "".join(f" --{key.replace('_', '-')} {value}" for key, value in bounds.items())
     spec = config[track]["teachers"][teacher]
-    if "file" in spec:
-        size = config[track]["input"]
-        args += f" --teacher-arch {spec['arch']} --crop {size['crop']} --resize {size['resize']}"
-    return args
+    file_args = f" --teacher-arch {spec['arch']}{input_size_args(track)}" if "file" in spec else ""
+    return analysis_bounds_args(track) + file_args
 
 
 def fmnist_pair_methods(teacher, student):
