@@ -24,7 +24,7 @@ def tiny_cifar(archive: Path, md5: str) -> dict:
             "recipe": {"epochs": 2, "batch_size": 50, "milestones": [1]},
             "teachers": {"small": {"arch": "resnet8", "target": {"ce": {}}},
                          "small_ls": {"arch": "resnet8", "target": {"ls": {"lam": [0.1], "tau": [1]}}}},
-            "students": {"seeds": [0, 1],
+            "students": {"seeds": [0],  # the matrix's shape, not its statistics (the suite's time)
                          "pairs": [{"teacher": "small", "student": "resnet8"},
                                    {"teacher": "small_ls", "student": "resnet8", "methods": ["kd"]}]},
             "methods": METHODS,
@@ -48,17 +48,17 @@ def test_the_matrix_runs_down_to_the_report(finished: Path) -> None:
     summary = pd.read_csv(finished / "results/cifar100/summary.csv")
     students = summary[summary["role"] == "student"]
     # ce and ls need no teacher: 2 jobs per seed; 7 distilling variants of `small`; kd of small_ls
-    assert len(students) == 2 * (2 + 6 + 1)
+    assert len(students) == 2 + 6 + 1
     assert set(students.loc[students["teacher"] == "none", "method"]) == {"ce", "ls"}
     assert set(summary.loc[summary["role"] == "teacher", "teacher"]) == {"small", "small_ls"}
     # one kd_topk row per seed is selected (the better k on validation)
     topk = students[students["method"] == "kd_topk"]
-    assert sorted(topk["k"].unique()) == [5, 25] and topk["selected"].sum() == 2
+    assert sorted(topk["k"].unique()) == [5, 25] and topk["selected"].sum() == 1
     for _, rows in topk.groupby("seed"):
         assert rows.loc[rows["selected"], "best_valid_acc"].iloc[0] == rows["best_valid_acc"].max()
     assert summary["best_test_acc"].between(0, 1).all()
     selected = pd.read_csv(finished / "results/cifar100/selected.csv")
-    assert len(selected) == 2 * 8 and selected["selected"].all()
+    assert len(selected) == 8 and selected["selected"].all()
     report = (finished / "paper/REPORT.md").read_text()
     assert report.index("## Claims") < report.index("## CIFAR-100")
     for claim in ("C1", "C2", "C3", "C4", "C8"):
