@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import FULL_GRID, student_config
+from test_rescaling import planted_views
 
 from partialkd.aggregate import summarise, write_csv
-from partialkd.analyse import GEOMETRY_METHODS, RESCALING_METHODS, analysed_students, main
-from partialkd.claims import FAILS, HOLDS, NOT_RUN, claim_c10, claim_c11
+from partialkd.analyse import (GEOMETRY_METHODS, RESCALING_METHODS, analysed_students, main,
+                               rescaling_rows)
+from partialkd.claims import FAILS, HOLDS, NOT_RUN, Inference, claim_c10, claim_c11
+from partialkd.datasets import Split
+from partialkd.grid import Variant
 from partialkd.train import run
+from partialkd.trained import Network
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +44,48 @@ def analysis(data_path: Path, teacher_path: Path, summary_path: Path,
 
 
 def test_every_seed_and_method_is_analysed_with_formula_and_autograd_agreeing(analysis) -> None:
+    """Each method's w_t at its own student's q ("self") and at the same seed's ce student's
+    ("ce"), the formula agreeing with autograd in both."""
     result, _ = analysis
-    rescaling = {(row["seed"], row["method"]): row for row in result["rescaling"]}
-    assert set(rescaling) == {(seed, method) for seed in (0, 1) for method in RESCALING_METHODS}
+    rescaling = {(row["seed"], row["method"], row["q_from"]): row for row in result["rescaling"]}
+    assert set(rescaling) == {(seed, method, q_from) for seed in (0, 1)
+                              for method in RESCALING_METHODS for q_from in ("self", "ce")}
     for row in rescaling.values():
+        assert set(row) == {"seed", "method", "q_from", "variant", "spearman", "max_gap",
+                            "dropped", "examples"}
         assert row["max_gap"] < 1e-6
         assert row["examples"] + row["dropped"] == 300  # the validation split
         assert -1 <= row["spearman"] <= 1
+    assert all(math.isfinite(rescaling[seed, "kd", "ce"]["spearman"]) for seed in (0, 1))
     geometry = {(row["seed"], row["method"]) for row in result["geometry"]}
     assert geometry == {(seed, method) for seed in (0, 1) for method in GEOMETRY_METHODS}
     assert all(-1 <= row["correlation"] <= 1 for row in result["geometry"])
     assert result["meta"]["condition"] == 0.5 and result["meta"]["split"] == "valid"
+
+
+def planted_network(logits: torch.Tensor, variant: Variant | None) -> Network:
+    return Network(variant, {"tau_squared": True}, torch.eye(logits.shape[1]), lambda split: logits)
+
+
+def test_reference_rows_use_the_ce_students_q_and_own_rows_the_methods() -> None:
+    """Planted (issue 12): kd's own student 1.3·v + noise gives a negative Spearman, the same
+    w_t at a ce student independent of the teacher a strongly positive one."""
+    teacher, labels, reference, own = planted_views()
+    kd = Variant("kd", 0.9, 4.0)
+    students = {"ce": planted_network(reference, Variant("ce", 0.0, 1.0)),
+                "kd": planted_network(own, kd), "kd_pt": planted_network(own, Variant("kd_pt", 0.9, 4.0))}
+    split = Split(torch.zeros(len(labels), 1), labels)
+    rows, frames = rescaling_rows(3, students, planted_network(teacher, None), teacher, split)
+    by_view = {(row["method"], row["q_from"]): row for row in rows}
+    assert set(by_view) == {(method, q_from) for method in ("kd", "kd_pt") for q_from in ("self", "ce")}
+    assert by_view["kd", "ce"]["spearman"] > 0.6 and by_view["kd", "self"]["spearman"] < -0.4
+    assert all(row["seed"] == 3 and row["variant"] == students[row["method"]].variant.label
+               and row["max_gap"] < 1e-8 for row in rows)
+    assert (frames["ce"]["kd"]["q_t"] == reference.softmax(1)[torch.arange(len(labels)), labels]
+            .numpy()[frames["ce"]["kd"].index]).all()
+    without_ce = {"kd": students["kd"]}
+    rows, frames = rescaling_rows(3, without_ce, planted_network(teacher, None), teacher, split)
+    assert [row["q_from"] for row in rows] == ["self"] and set(frames) == {"self"}
 
 
 def test_selected_variants_are_analysed(analysis, student_run) -> None:
@@ -75,23 +112,36 @@ def test_students_of_another_condition_are_refused_by_name(summary_path: Path) -
         analysed_students(summary, "mlp", gamma=0.9)
 
 
-def planted(gamma: float, spearman: list[float], correlations: dict[str, list[float]]) -> dict:
+def planted(gamma: float, spearman: list[float], correlations: dict[str, list[float]],
+            own: list[float] | None = None) -> dict:
+    """An analysis JSON: kd's Spearman at the ce student's q per seed (C10's), and at kd's own
+    student's q (`own`, context only; default: the opposite sign)."""
+    own = [-v for v in spearman] if own is None else own
     return {"meta": {"condition": gamma},
-            "rescaling": [{"seed": s, "method": "kd", "spearman": v} for s, v in enumerate(spearman)],
+            "rescaling": [{"seed": s, "method": "kd", "q_from": q_from, "spearman": v}
+                          for q_from, values in (("ce", spearman), ("self", own))
+                          for s, v in enumerate(values)],
             "geometry": [{"seed": s, "method": m, "correlation": v}
                          for m, values in correlations.items() for s, v in enumerate(values)]}
+
+
+INFERENCE = Inference(0.95, "bonferroni", 0.5)
 
 
 def test_c10_and_c11_verdicts_from_planted_analyses() -> None:
     rising = planted(0.0, [0.6, 0.7, 0.65], {"kd": [0.8, 0.7, 0.75], "ce": [0.2, 0.1, 0.15],
                                              "ls": [0.1, 0.05, 0.0]})
-    assert claim_c10([rising], 2.0).verdict == HOLDS
-    assert claim_c11([rising], 2.0).verdict == HOLDS
+    assert claim_c10([rising], INFERENCE).verdict == HOLDS  # the own-student rows fall: unused
+    assert claim_c11([rising], INFERENCE).verdict == HOLDS
     falling = planted(0.9, [-0.5, -0.6, -0.55], {"kd": [0.1, 0.0, 0.05], "ce": [0.5, 0.4, 0.45],
                                                  "ls": [0.5, 0.5, 0.4]})
-    assert claim_c10([rising, falling], 2.0).verdict == FAILS
-    assert claim_c11([rising, falling], 2.0).verdict == FAILS
-    assert "γ = 0.9: Spearman(w_t, p_t) of kd = -0.55" in claim_c10([falling], 2.0).evidence[0]
+    assert claim_c10([rising, falling], INFERENCE).verdict == FAILS
+    assert claim_c11([rising, falling], INFERENCE).verdict == FAILS
+    evidence = claim_c10([falling], INFERENCE).evidence
+    assert evidence[0].startswith("γ = 0.9: Spearman(w_t of kd at the ce student's q, p_t) = -0.550")
+    assert evidence[1] == "γ = 0.9: context, w_t at the kd student's own q: Spearman mean +0.550 over 3 seeds"
+    own_only = {**rising, "rescaling": [r for r in rising["rescaling"] if r["q_from"] == "self"]}
+    assert claim_c10([own_only], INFERENCE).verdict == NOT_RUN  # an analysis without the reference
     flat = planted(0.0, [math.nan, math.nan], {"kd": [0.5, 0.5]})
-    assert claim_c10([flat], 2.0).verdict == NOT_RUN
-    assert claim_c11([flat], 2.0).verdict == NOT_RUN
+    assert claim_c10([flat], INFERENCE).verdict == NOT_RUN
+    assert claim_c11([flat], INFERENCE).verdict == NOT_RUN

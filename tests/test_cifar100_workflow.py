@@ -9,8 +9,8 @@ import pytest
 from cifar_archive import write_cifar100_archive
 from workflow_copy import copy_workflow, snakemake
 
-METHODS = {"ce": {}, "ls": {"lam": [0.1], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
-           "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [1], "alpha": [0.2]},
+METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
+           "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.2]},
            "kd_pt_sim": {"lam": [0.9], "tau": [4], "alpha": [0.2]},
            "kd_topk": {"lam": [0.9], "tau": [4], "k": [5, 25]}}
 
@@ -47,8 +47,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_matrix_runs_down_to_the_report(finished: Path) -> None:
     summary = pd.read_csv(finished / "results/cifar100/summary.csv")
     students = summary[summary["role"] == "student"]
-    # ce and ls need no teacher: 2 jobs per seed; 7 distilling variants of `small`; kd of small_ls
-    assert len(students) == 2 + 6 + 1
+    # ce and ls (two ε) need no teacher: 3 jobs per seed; 6 distilling variants of `small`; kd of small_ls
+    assert len(students) == 3 + 6 + 1
     assert set(students.loc[students["teacher"] == "none", "method"]) == {"ce", "ls"}
     assert set(summary.loc[summary["role"] == "teacher", "teacher"]) == {"small", "small_ls"}
     # one kd_topk row per seed is selected (the better k on validation)

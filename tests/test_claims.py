@@ -14,24 +14,29 @@ from conftest import TINY_GAMMA, read_json, tiny_config
 
 from partialkd.aggregate import summarise
 from partialkd.claims import (
+    APPROXIMATELY,
+    AT_LEAST,
     FAILS,
+    GREATER,
     HOLDS,
     INCONCLUSIVE,
     NOT_RUN,
+    RULES,
     Comparisons,
+    Inference,
     Interval,
-    approximately,
-    at_least,
+    Sample,
     claim_c9,
     claim_c12,
     combine,
     evaluate,
-    greater,
     main,
 )
 from partialkd.train import run
 
-Z, MARGIN = 2.0, 0.5
+CONFIDENCE, MARGIN = 0.95, 0.5
+INFERENCE = Inference(CONFIDENCE, "bonferroni", MARGIN)
+CLI = ["--confidence", str(CONFIDENCE), "--correction", "bonferroni", "--margin", str(MARGIN)]
 GAMMAS = (0.0, 0.5, 1.0)
 SEEDS = tuple(range(6))
 METHODS = ("ce", "ls", "kd", "kd_pt", "kd_sim", "kd_pt_sim")
@@ -39,11 +44,11 @@ METHODS = ("ce", "ls", "kd", "kd_pt", "kd_sim", "kd_pt_sim")
 # ---------------------------------------------------------------------------- Interval
 
 
-def test_interval_of_a_known_vector():
-    interval = Interval.of([1.0, 2.0, 3.0, 4.0], z=2.0)
+def test_interval_of_a_known_vector_is_student_t():
+    interval = Sample.of([1.0, 2.0, 3.0, 4.0]).interval(0.95)
     std = math.sqrt(5 / 3)  # sample standard deviation (ddof = 1) of 1..4
-    half = 2.0 * std / math.sqrt(4)
-    assert interval.n == 4
+    half = 3.182446305284263 * std / math.sqrt(4)  # t quantile 0.975 at 3 degrees of freedom
+    assert interval.n == 4 and interval.confidence == 0.95
     assert interval.mean == pytest.approx(2.5)
     assert interval.std == pytest.approx(std)
     assert interval.low == pytest.approx(2.5 - half)
@@ -51,32 +56,62 @@ def test_interval_of_a_known_vector():
     assert interval.text() == f"+2.50 pts [{2.5 - half:+.2f}, {2.5 + half:+.2f}] (seed sd {std:.2f}, n = 4)"
 
 
-def test_interval_scales_with_z_and_is_centred_on_the_mean():
-    narrow, wide = Interval.of([0.5, -0.5, 1.5], z=1.0), Interval.of([0.5, -0.5, 1.5], z=3.0)
+def test_three_seeds_use_the_t_quantile_4_30_not_2():
+    interval = Sample(0.0, 1.0, 3).interval(0.95)
+    assert interval.high == pytest.approx(4.302652729749464 / math.sqrt(3))
+
+
+def test_interval_widens_with_the_level_and_is_centred_on_the_mean():
+    sample = Sample.of([0.5, -0.5, 1.5])
+    narrow, wide = sample.interval(0.8), sample.interval(0.99)
     assert narrow.mean == wide.mean == pytest.approx(0.5)
-    assert (wide.high - wide.mean) == pytest.approx(3 * (narrow.high - narrow.mean))
+    assert wide.high - wide.mean > narrow.high - narrow.mean > 0
     assert (narrow.mean - narrow.low) == pytest.approx(narrow.high - narrow.mean)
 
 
 def test_interval_of_one_value_is_unbounded_and_decides_nothing():
-    interval = Interval.of([1.2], z=2.0)
+    interval = Sample.of([1.2]).interval(0.95)
     assert interval.n == 1 and interval.mean == pytest.approx(1.2)
     assert interval.low == -math.inf and interval.high == math.inf
-    for test in (greater, at_least, approximately):
-        assert test(interval, MARGIN) == INCONCLUSIVE
+    for rule in RULES:
+        assert rule(interval, MARGIN) == INCONCLUSIVE
 
 
 def test_interval_of_identical_values_is_a_point():
-    interval = Interval.of([0.7, 0.7, 0.7], z=2.0)
+    interval = Sample.of([0.7, 0.7, 0.7]).interval(0.95)
     assert interval.std == pytest.approx(0, abs=1e-12)
     assert interval.low == pytest.approx(0.7) and interval.high == pytest.approx(0.7)
+
+
+def test_interval_of_a_mean_with_its_standard_error():
+    sample = Sample.of_mean(0.5, 0.1, 16)
+    assert (sample.mean, sample.n) == (0.5, 16)
+    assert sample.std == pytest.approx(0.4)
+    interval = sample.interval(0.95)
+    half = 2.131449545559323 * 0.1  # t quantile 0.975 at 15 degrees of freedom
+    assert (interval.low, interval.high) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
+
+
+@pytest.mark.parametrize(("correction", "parts", "level"), [
+    ("bonferroni", 1, 0.95), ("bonferroni", 5, 0.99), ("none", 5, 0.95)])
+def test_the_part_level_is_corrected_for_the_claims_parts(correction, parts, level):
+    assert Inference(0.95, correction, MARGIN).level(parts) == pytest.approx(level)
+
+
+@pytest.mark.parametrize(("confidence", "correction", "margin", "named"), [
+    (1.0, "bonferroni", 0.5, "confidence"), (0.0, "none", 0.5, "confidence"),
+    (math.nan, "none", 0.5, "confidence"), (0.95, "holm", 0.5, "correction"),
+    (0.95, "none", math.nan, "margin"), (0.95, "none", -1.0, "margin")])
+def test_inference_refuses_values_that_decide_nothing(confidence, correction, margin, named):
+    with pytest.raises(ValueError, match=named):
+        Inference(confidence, correction, margin)
 
 
 # --------------------------------------------------------------------------- verdicts
 
 
 def interval(low: float, high: float) -> Interval:
-    return Interval((low + high) / 2, 1.0, 5, low, high)
+    return Interval((low + high) / 2, 1.0, 5, low, high, 0.95)
 
 
 @pytest.mark.parametrize(("low", "high", "expected"), [
@@ -89,22 +124,24 @@ def interval(low: float, high: float) -> Interval:
     (-3.0, -1.0, FAILS),
 ])
 def test_greater(low, high, expected):
-    assert greater(interval(low, high), MARGIN) == expected
-    assert greater(interval(low, high), 5.0) == expected  # the margin plays no part
+    assert GREATER(interval(low, high), MARGIN) == expected
+    assert GREATER(interval(low, high), 5.0) == expected  # the margin plays no part
 
 
 @pytest.mark.parametrize(("low", "high", "expected"), [
     (0.5, 2.0, HOLDS),
     (-0.49, 1.0, HOLDS),           # above −margin
     (-0.4, -0.1, HOLDS),           # below 0 but within the margin: non-inferior
+    (-0.32, -0.28, HOLDS),
     (-0.5, 1.0, INCONCLUSIVE),     # touching −margin is not above it
     (-2.0, 1.0, INCONCLUSIVE),
-    (-2.0, 0.0, INCONCLUSIVE),
-    (-2.0, -0.01, FAILS),
-    (-0.5, -0.1, FAILS),           # at −margin and below 0
+    (-2.0, -0.01, INCONCLUSIVE),   # below 0 is not below −margin
+    (-0.5, -0.1, INCONCLUSIVE),
+    (-2.0, -0.51, FAILS),
+    (-3.0, -1.0, FAILS),
 ])
 def test_at_least(low, high, expected):
-    assert at_least(interval(low, high), MARGIN) == expected
+    assert AT_LEAST(interval(low, high), MARGIN) == expected
 
 
 @pytest.mark.parametrize(("low", "high", "expected"), [
@@ -114,18 +151,35 @@ def test_at_least(low, high, expected):
     (-0.5, 0.3, INCONCLUSIVE),     # touching the margin is not inside
     (-0.3, 0.5, INCONCLUSIVE),
     (-1.0, 1.0, INCONCLUSIVE),
-    (0.1, 0.6, FAILS),             # excludes 0, not inside
-    (-0.6, -0.1, FAILS),
+    (0.13, 0.60, INCONCLUSIVE),    # excludes 0 but may lie inside the margin
+    (-0.6, -0.1, INCONCLUSIVE),
+    (0.51, 0.9, FAILS),            # entirely beyond the margin
+    (-0.9, -0.51, FAILS),
     (2.0, 3.0, FAILS),
 ])
 def test_approximately(low, high, expected):
-    assert approximately(interval(low, high), MARGIN) == expected
+    assert APPROXIMATELY(interval(low, high), MARGIN) == expected
 
 
-def test_approximately_depends_on_the_margin():
-    assert approximately(interval(0.1, 0.4), 0.5) == HOLDS
-    assert approximately(interval(0.1, 0.4), 0.3) == FAILS
-    assert at_least(interval(-0.4, -0.1), 0.3) == FAILS
+def test_the_margin_moves_the_boundaries():
+    assert APPROXIMATELY(interval(0.1, 0.4), 0.5) == HOLDS
+    assert APPROXIMATELY(interval(0.35, 0.4), 0.3) == FAILS
+    assert AT_LEAST(interval(-0.4, -0.35), 0.3) == FAILS
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.symbol)
+def test_a_narrower_interval_never_reverses_a_verdict(rule):
+    """Monotone rules: shrinking an interval around its mean moves a verdict only from
+    inconclusive to holds or fails, never between holds and fails or back to inconclusive."""
+    centres = np.linspace(-1.5, 1.5, 121)[:, None]
+    halves = np.linspace(2.0, 0.0, 81)[None, :]  # shrinking, as more seeds come in
+    verdicts = rule.decide(centres - halves, centres + halves, MARGIN)
+    for row in verdicts:
+        decided = row[row != INCONCLUSIVE]
+        assert len(set(decided)) <= 1, row
+        if len(decided):
+            first = int(np.argmax(row != INCONCLUSIVE))
+            assert (row[first:] != INCONCLUSIVE).all(), row
 
 
 @pytest.mark.parametrize(("verdicts", "expected"), [
@@ -190,7 +244,7 @@ SYNTHETIC_ONLY = ("C5", "C6", "C7")
 
 def verdicts(summary: pd.DataFrame, teacher: str = "mlp", margin: float = MARGIN) -> dict[str, str]:
     """The verdicts of the synthetic-only claims C5–C7 (the general ones are tested on pairs)."""
-    claims = evaluate(Comparisons.synthetic(summary, teacher, Z, margin), synthetic=True)
+    claims = evaluate(Comparisons.synthetic(summary, teacher, Inference(CONFIDENCE, "bonferroni", margin)), synthetic=True)
     assert [claim.id for claim in claims] == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
     return {claim.id: claim.verdict for claim in claims if claim.id in SYNTHETIC_ONLY}
 
@@ -204,15 +258,17 @@ def test_planted_structure_where_c5_c6_c7_hold():
 
 def test_evidence_reports_the_paired_differences():
     exact = make_summary(holding_effects(), jitter=0.0)  # differences exact up to rounding
-    claims = {c.id: c for c in evaluate(Comparisons.synthetic(exact, "mlp", Z, MARGIN), synthetic=True)}
+    claims = {c.id: c for c in evaluate(Comparisons.synthetic(exact, "mlp", INFERENCE), synthetic=True)}
     c5 = claims["C5"].evidence
     assert len(c5) == 2
     assert c5[0].startswith("γ = 0: kd_pt − kd_sim = +1.50 pts [+1.50, +1.50] (seed sd 0.00")
     assert c5[0].endswith("→ kd_pt ≥ kd_sim holds") and "n = 6" in c5[0]
     assert "kd_pt − kd = +0.0" in c5[1] or "kd_pt − kd = -0.0" in c5[1]
-    assert claims["C6"].evidence[1].startswith("per-seed slope of the gain against γ (points per unit γ): +3.00 pts")
-    assert claims["C6"].evidence[1].endswith(") → holds")
-    assert "γ = 0: +0.50, γ = 0.5: +2.00, γ = 1: +3.50" in claims["C6"].evidence[0]
+    assert claims["C6"].evidence[0].startswith(
+        "every γ: per-seed slope of the gain kd_sim − ls against γ (points per unit γ) = +3.00 pts")
+    assert claims["C6"].evidence[0].endswith(") → slope > 0 holds")
+    assert "γ = 0: +0.50, γ = 0.5: +2.00, γ = 1: +3.50" in claims["C6"].evidence[1]
+    assert claims["C5"].parts == [HOLDS, HOLDS] and claims["C5"].level == pytest.approx(0.975)
     assert len(claims["C7"].evidence) == 2 * len(GAMMAS)
 
 
@@ -289,14 +345,39 @@ def test_claims_command_writes_the_verdicts(tmp_path):
     csv = tmp_path / "summary.csv"
     make_summary(holding_effects()).to_csv(csv, index=False)
     out = tmp_path / "claims.json"
-    main(["--summary", str(csv), "--teacher", "mlp", "--z", str(Z), "--margin", str(MARGIN),
+    main(["--summary", str(csv), "--teacher", "mlp", *CLI,
           "--out", str(out)])
     written = json.loads(out.read_text())
-    assert "`mlp` teacher" in written["scope"] and written["z"] == Z and written["margin"] == MARGIN
+    assert "`mlp` teacher" in written["scope"] and written["confidence"] == CONFIDENCE and written["margin"] == MARGIN
     assert [(c["id"], c["verdict"]) for c in written["claims"]] == [
         ("C1", HOLDS), ("C2", HOLDS), ("C3", HOLDS), ("C4", HOLDS), ("C5", HOLDS), ("C6", HOLDS),
         ("C7", HOLDS), ("C8", NOT_RUN)]
     assert all(c["statement"] and c["evidence"] for c in written["claims"])
+
+
+def test_a_verdict_resting_on_a_uniform_similarity_target_says_so(tmp_path):
+    """kd_pt_sim whose chosen similarity rows are uniform at γ = 0 is kd_pt there: C7's and C4's
+    parts at γ = 0 carry the caveat, the other γ do not, and the verdicts are unchanged."""
+    summary = make_summary(holding_effects())
+    flat = (summary["method"] == "kd_pt_sim") & (summary["gamma"] == 0.0)
+    summary["sim_entropy"] = np.where(flat, 0.999, np.where(summary["method"].str.contains("sim"), 0.7, np.nan))
+    inference = Inference(CONFIDENCE, "bonferroni", MARGIN)
+    claims = {c.id: c for c in evaluate(Comparisons.synthetic(summary, "mlp", inference, uniform_entropy=0.99),
+                                        synthetic=True)}
+    assert claims["C7"].verdict == HOLDS
+    assert claims["C7"].caveats == ["γ = 0: kd_pt_sim's chosen similarity rows have normalised entropy "
+                                    "0.999 (1 = uniform)"]
+    assert [("caveat" in line) for line in claims["C7"].evidence] == [True, True] + [False] * 4
+    assert claims["C4"].caveats and not claims["C1"].caveats and not claims["C3"].caveats
+    # the threshold is a parameter: at 0.9999 nothing is flagged
+    strict = evaluate(Comparisons.synthetic(summary, "mlp", inference, uniform_entropy=0.9999), synthetic=True)
+    assert not any(claim.caveats for claim in strict)
+    # through the command line, into claims.json
+    csv, out = tmp_path / "summary.csv", tmp_path / "claims.json"
+    summary.to_csv(csv, index=False)
+    main(["--summary", str(csv), "--teacher", "mlp", *CLI, "--uniform-entropy", "0.99", "--out", str(out)])
+    written = {c["id"]: c for c in json.loads(out.read_text())["claims"]}
+    assert written["C7"]["caveats"] == claims["C7"].caveats and written["C7"]["verdict"] == HOLDS
 
 
 # ------------------------------------------------------------ image tracks: pairs
@@ -321,7 +402,7 @@ def pair_summary(effects: dict[str, float], student: str = "resnet20", teacher: 
 
 
 def pair_verdicts(summary: pd.DataFrame, pairs=(("resnet56", "resnet20"),)) -> dict[str, str]:
-    claims = evaluate(Comparisons.pairs(summary, pairs, Z, MARGIN), synthetic=False)
+    claims = evaluate(Comparisons.pairs(summary, pairs, INFERENCE), synthetic=False)
     return {claim.id: claim.verdict for claim in claims}
 
 
@@ -342,7 +423,7 @@ def test_pairs_join_teacher_free_students_of_the_same_architecture_only():
     unselected = pair_summary({"kd": -30.0}).assign(selected=False)
     mixed = pd.concat([summary, other_arch, other_teacher[other_teacher["method"] == "kd"], unselected])
     assert pair_verdicts(mixed) == pair_verdicts(summary)
-    claims = evaluate(Comparisons.pairs(mixed, [("resnet56", "resnet20")], Z, MARGIN), synthetic=False)
+    claims = evaluate(Comparisons.pairs(mixed, [("resnet56", "resnet20")], INFERENCE), synthetic=False)
     prefix = "resnet56→resnet20: kd − ls = "
     assert claims[0].evidence[0].startswith(prefix)
     assert float(claims[0].evidence[0][len(prefix):].split(" pts")[0]) == pytest.approx(1.5, abs=0.1)
@@ -470,7 +551,7 @@ PLAIN_AND_SMOOTHED = [teacher("resnet56"), teacher("resnet56_ls", "ls", p_t_mean
 def test_c9_compares_kd_students_of_plain_and_smoothed_teachers(smoothed_points, expected):
     planted = diagnosis(PLAIN_AND_SMOOTHED, {"resnet56": [72.0, 73.5, 71.4], "resnet56_ls": smoothed_points,
                                              "resnet110": [10.0, 10.0, 10.0]})
-    claim = claim_c9([planted], Z, MARGIN)
+    claim = claim_c9([planted], INFERENCE)
     assert claim.id == "C9" and claim.verdict == expected
     [evidence] = claim.evidence  # resnet110 has no smoothed twin: no comparison
     assert evidence.startswith("teachers→resnet20: kd students of resnet56 − of resnet56_ls "
@@ -483,7 +564,7 @@ def test_c9_pairs_seeds_and_skips_conditions_without_a_smoothed_teacher():
                                              "resnet56_ls": [70.0, 58.0, 69.0]})  # seed 3: plain only
     synthetic = diagnosis([teacher("mlp", architecture="mlp-32"), teacher("oracle", "oracle", None, None)],
                           {"mlp": [1.0, 2.0]}, condition=0.5)
-    claim = claim_c9([planted, synthetic], Z, MARGIN)
+    claim = claim_c9([planted, synthetic], INFERENCE)
     assert claim.verdict == HOLDS
     assert "+2.00 pts [+2.00, +2.00] (seed sd 0.00, n = 3)" in claim.evidence[0]
     assert claim.evidence[1] == "γ = 0.5: no label-smoothed teacher with a plain one of its architecture"
@@ -497,7 +578,7 @@ def test_c9_pairs_seeds_and_skips_conditions_without_a_smoothed_teacher():
     (PLAIN_AND_SMOOTHED, {"resnet56": [72.0], "resnet56_ls": []}, "needs the kd students of both"),
 ])
 def test_c9_is_not_run_without_a_teacher_pair_or_students(teachers, kd_points, reason):
-    claim = claim_c9([diagnosis(teachers, kd_points)], Z, MARGIN)
+    claim = claim_c9([diagnosis(teachers, kd_points)], INFERENCE)
     assert claim.verdict == NOT_RUN and reason in " ".join(claim.evidence)
 
 
@@ -514,30 +595,23 @@ SIZED = [teacher("resnet56", p_t_mean=0.8),
 @pytest.mark.parametrize(("means", "expected"), [
     ((0.05, 0.05), HOLDS),
     ((0.05, -0.01), FAILS),     # the largest step lowers p_t
-    ((0.05, 0.003), INCONCLUSIVE),  # 0.003 ± 2 × 0.002 straddles 0
+    ((0.05, 0.003), INCONCLUSIVE),  # 0.003 ± 2.24 × 0.002 straddles 0
 ])
 def test_c12_needs_every_size_step_to_raise_p_t(means, expected):
     pairs = [size_pair("resnet56", "resnet110", means[0]), size_pair("resnet110", "resnet32x4", means[1])]
-    claim = claim_c12([diagnosis(SIZED, size_pairs=pairs)], Z)
+    claim = claim_c12([diagnosis(SIZED, size_pairs=pairs)], INFERENCE)
     assert claim.id == "C12" and claim.verdict == expected
     assert claim.evidence[0] == (
         "teachers→resnet20: resnet110 (1,700,000 parameters; mean p_t 0.850, 75% of p_t ≥ 0.9) − "
-        "resnet56 (860,000 parameters; mean p_t 0.800, 70% of p_t ≥ 0.9): p_t difference +0.0500 "
-        "[+0.0460, +0.0540] (SE 0.0020, n = 5000 examples) → holds")
+        "resnet56 (860,000 parameters; mean p_t 0.800, 70% of p_t ≥ 0.9): p_t difference = +0.0500 "
+        "[+0.0455, +0.0545] (example sd 0.1414, n = 5000) → > 0 holds")  # t at 97.5%: 2 parts
 
 
 def test_c12_is_not_run_with_fewer_than_two_plain_sizes():
-    claim = claim_c12([diagnosis(SIZED[:1] + [teacher("oracle", "oracle", None, None)], condition=0.0)], Z)
+    claim = claim_c12([diagnosis(SIZED[:1] + [teacher("oracle", "oracle", None, None)], condition=0.0)], INFERENCE)
     assert claim.verdict == NOT_RUN
     assert claim.evidence == ["γ = 0: fewer than two plain teachers of different sizes"]
-    assert claim_c12([], Z).verdict == NOT_RUN
-
-
-def test_interval_of_a_mean_with_its_standard_error():
-    interval = Interval.of_mean(0.5, 0.1, 16, z=2.0)
-    assert (interval.mean, interval.n) == (0.5, 16)
-    assert interval.std == pytest.approx(0.4)
-    assert (interval.low, interval.high) == (pytest.approx(0.3), pytest.approx(0.7))
+    assert claim_c12([], INFERENCE).verdict == NOT_RUN
 
 
 def test_claims_command_reads_diagnoses(tmp_path):
@@ -548,7 +622,7 @@ def test_claims_command_reads_diagnoses(tmp_path):
     (tmp_path / "diagnosis.json").write_text(json.dumps(planted))
     out = tmp_path / "claims.json"
     main(["--summary", str(csv), "--pair", "resnet56", "resnet20", "--diagnoses",
-          str(tmp_path / "diagnosis.json"), "--z", str(Z), "--margin", str(MARGIN), "--out", str(out)])
+          str(tmp_path / "diagnosis.json"), *CLI, "--out", str(out)])
     claims = json.loads(out.read_text())["claims"]
     assert [(c["id"], c["verdict"]) for c in claims] == [
         ("C1", HOLDS), ("C2", HOLDS), ("C3", HOLDS), ("C4", HOLDS), ("C8", HOLDS), ("C9", HOLDS),

@@ -53,7 +53,9 @@ def test_the_quick_profile_merged_over_params_validates(params):
     merged = deep_merge(params, quick)
     # The merge keeps every key the profile does not override ...
     assert merged["synthetic"]["data"]["num_classes"] == params["synthetic"]["data"]["num_classes"]
-    assert merged["synthetic"]["methods"] == params["synthetic"]["methods"]
+    methods, quick_methods = params["synthetic"]["methods"], merged["synthetic"]["methods"]
+    assert quick_methods["ls"] == methods["ls"]
+    assert quick_methods["kd_sim"]["alpha"] == methods["kd_sim"]["alpha"]  # within a method too
     # ... and takes the profile's values where it does.
     assert merged["synthetic"]["data"]["gammas"] == quick["synthetic"]["data"]["gammas"]
     validate_params(merged, SCHEMA)
@@ -161,7 +163,8 @@ BAD_VALUES = {
     "unknown teacher kind": (_set(("synthetic", "teachers"), ["mlp", "resnet"]),
                              ["synthetic.teachers", "resnet"]),
     "unknown claims teacher": (_set(("claims", "teacher"), "resnet"), ["claims.teacher", "resnet"]),
-    "z 0": (_set(("claims", "z"), 0), ["claims.z"]),
+    "confidence 1": (_set(("claims", "confidence"), 1), ["claims.confidence"]),
+    "unknown correction": (_set(("claims", "correction"), "holm"), ["claims.correction", "holm"]),
     "unknown error bars": (_set(("figures", "error_bars"), "ci99"), ["figures.error_bars", "ci99"]),
     "tau_squared not a bool": (_set(("synthetic", "student", "tau_squared"), "yes"),
                                ["synthetic.student.tau_squared"]),
@@ -227,7 +230,7 @@ def test_a_missing_ce_baseline_is_refused(params):
 @pytest.mark.parametrize("k_offset", [0, -1])
 def test_k_up_to_the_number_of_classes_is_accepted(params, k_offset):
     num_classes = params["synthetic"]["data"]["num_classes"]
-    params["synthetic"]["methods"]["kd_topk"] = {"lam": [0.9], "tau": [1],
+    params["synthetic"]["methods"]["kd_topk"] = {**params["synthetic"]["methods"]["kd"],
                                                  "k": [1, num_classes + k_offset]}
     validate_params(params, SCHEMA)
 
@@ -239,3 +242,55 @@ def test_boundary_values_are_accepted(params):
     params["synthetic"]["student"]["hidden"] = []  # a linear student
     params["claims"]["margin"] = 0
     validate_params(params, SCHEMA)
+
+
+TRACKS = ("synthetic", "cifar100", "fashion_mnist", "ptb", "imagenet")
+NESTING = "every distilling method's lam and tau grids contain kd's (fair comparisons)"
+
+
+def test_a_grid_without_kds_values_is_refused_naming_the_key_and_the_missing_values(params):
+    params["fashion_mnist"]["methods"]["kd"] = {"lam": [0.9], "tau": [1, 4, 8]}
+    params["fashion_mnist"]["methods"]["kd_topk"] = {"lam": [0.9], "tau": [4], "k": [2, 3, 5]}
+    assert rejected(params) == ("params.yaml: fashion_mnist.methods.kd_topk.tau: missing 1, 8 of kd's tau "
+                                f"grid [1, 4, 8]; {NESTING}")
+
+
+@pytest.mark.parametrize("track", TRACKS)
+@pytest.mark.parametrize("method", ["kd_pt", "kd_sim", "kd_pt_sim", "kd_topk"])
+@pytest.mark.parametrize("axis", ["lam", "tau"])
+def test_every_distilling_method_on_every_track_holds_kds_lam_and_tau(params, track, method, axis):
+    grids = params[track]["methods"]
+    grids[method][axis] = grids["kd"][axis][:-1] or [0.42]  # kd's grid but its last value
+    message = rejected(params)
+    assert message.startswith(f"params.yaml: {track}.methods.{method}.{axis}: missing "
+                              f"{grids['kd'][axis][-1]} of kd's {axis} grid"), message
+    assert NESTING in message, message
+
+
+def test_a_larger_grid_than_kds_is_accepted(params):
+    params["fashion_mnist"]["methods"]["kd_topk"]["tau"] = [1, 2, 4, 8]
+    validate_params(params, SCHEMA)
+
+
+@pytest.mark.parametrize("track", TRACKS)
+def test_kd_pt_sim_without_one_of_kd_sims_alphas_is_refused(params, track):
+    grids = params[track]["methods"]
+    grids["kd_sim"]["alpha"] = [*grids["kd_sim"]["alpha"], 7.5]
+    message = rejected(params)
+    assert message.startswith(f"params.yaml: {track}.methods.kd_pt_sim.alpha: missing 7.5 of kd_sim's "
+                              "alpha grid"), message
+    assert "kd_pt_sim's alpha grid contains kd_sim's" in message, message
+
+
+@pytest.mark.parametrize("track", TRACKS)
+def test_ls_with_one_lambda_is_refused(params, track):
+    params[track]["methods"]["ls"]["lam"] = [0.1]
+    message = rejected(params)
+    assert message.startswith(f"params.yaml: {track}.methods.ls.lam: give at least two values, "
+                              "got [0.1]"), message
+
+
+def test_the_quick_profile_is_checked_after_the_merge(params):
+    merged = deep_merge(params, load(QUICK))
+    merged["fashion_mnist"]["methods"]["kd"]["tau"] = [1, 4, 8]  # params.yaml's, but kd_pt's is [1, 4]
+    assert rejected(merged).startswith("params.yaml: fashion_mnist.methods.kd_pt.tau: missing 8 of kd's tau")

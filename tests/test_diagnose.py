@@ -14,7 +14,7 @@ from conftest import TINY_GAMMA, read_json
 from test_image_training import image_config, make_dataset
 
 from partialkd import diagnose as diagnose_module
-from partialkd.claims import HOLDS, NOT_RUN, claim_c9, claim_c12
+from partialkd.claims import HOLDS, NOT_RUN, Inference, claim_c9, claim_c12
 from partialkd.datasets import load_dataset, save_dataset
 from partialkd.diagnose import (
     FILE_TEACHER,
@@ -34,6 +34,8 @@ from partialkd.lm_models import build_lm
 from partialkd.train_images import run as run_image
 from partialkd.metrics import accuracy
 from partialkd.trained import Network, teacher_network
+
+INFERENCE = Inference(0.95, "bonferroni", 0.5)
 
 # ------------------------------------------------------------- statistics of p_t
 
@@ -88,7 +90,7 @@ def test_scaled_up_logits_shift_p_t_toward_one_and_make_a_positive_size_pair():
     assert pair["mean"] == pytest.approx(sharp["p_t_mean"] - mild["p_t_mean"])
     assert pair["mean"] - 2 * pair["se"] > 0
     assert claim_c12([{"meta": {"condition": 0.0}, "teachers": [{**r, **confidence_stats(
-        s * logits, labels)} for r, s in zip(rows, (4, 1))], "size_pairs": [pair]}], 2.0).verdict == HOLDS
+        s * logits, labels)} for r, s in zip(rows, (4, 1))], "size_pairs": [pair]}], INFERENCE).verdict == HOLDS
 
 
 def test_size_pairs_order_plain_teachers_by_size_and_skip_others():
@@ -288,7 +290,7 @@ def test_command_on_a_synthetic_teacher_and_the_oracle(data_path, teacher_run, t
     assert len(result["students"]) == 2 * 2 * 2  # two teachers' ce and kd at γ = 0.5, two seeds
     assert {row["teacher"] for row in result["students"]} == {"mlp", "oracle"}
     assert_figures(stem)
-    assert claim_c12([result], 2.0).verdict == NOT_RUN and claim_c9([result], 2.0, 0.5).verdict == NOT_RUN
+    assert claim_c12([result], INFERENCE).verdict == NOT_RUN and claim_c9([result], INFERENCE).verdict == NOT_RUN
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +336,7 @@ def test_command_on_image_teachers_feeds_c9_and_c12(image_teacher, tmp_path, mon
     assert pair["mean"] == pytest.approx(rows["large"]["p_t_mean"] - rows["plain"]["p_t_mean"])
     assert len(result["students"]) == 12
     assert_figures(stem)
-    c9 = claim_c9([result], 2.0, 0.5)
+    c9 = claim_c9([result], INFERENCE)
     assert c9.verdict == HOLDS
     assert "kd students of plain − of smooth (resnet8) = +2.00 pts" in c9.evidence[0]
-    assert claim_c12([result], 2.0).verdict != NOT_RUN
+    assert claim_c12([result], INFERENCE).verdict != NOT_RUN

@@ -25,7 +25,9 @@ SYNTHETIC_STAGES = {f"{phase}@synthetic" for phase in PHASES} | {"report"}
 # Every track at a tiny size, for plans and DVC's stage list only (nothing runs, so no data is
 # needed). Each image track has a student taught by several teachers (its diagnoses), except
 # Penn Treebank, which has none (an empty diagnoses folder); ImageNet's teacher is trained.
-_METHODS = {"ce": {}, "ls": {"lam": [0.1], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
+_METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
+            "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
+            "kd_pt_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
             "kd_topk": {"lam": [0.9], "tau": [4], "k": [2]}}
 ALL_TRACKS_TINY = deep_merge(TINY, {
     "tracks": ["synthetic", "cifar100", "fashion_mnist", "ptb", "imagenet"],
@@ -121,7 +123,7 @@ def test_parameter_changes_rerun_only_what_they_touch(dvc_repo: Path) -> None:
     assert fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt") == teachers
     assert fingerprints(dvc_repo, "paper/figures/synthetic/gain.png") != figure
     report = (dvc_repo / "paper/REPORT.md").read_text()
-    assert "±0.25 points" in report and "mean ± standard error over" in report
+    assert "margin δ = 0.25 pts" in report and "mean ± standard error over" in report
 
 
 # paper/main.pdf exists only where a LaTeX engine is installed: DVC does not version it.
@@ -257,7 +259,7 @@ def test_a_one_parameter_experiment_runs_in_the_workspace(dvc_repo: Path) -> Non
     result = run(dvc_repo, "dvc", "exp", "run", "-S", "claims.margin=0.3", check=True)
     assert stages_run(result.stdout + result.stderr) == {"analyses@synthetic", "report"}
     assert yaml.safe_load((dvc_repo / "params.yaml").read_text())["claims"]["margin"] == 0.3
-    assert "±0.3 points" in (dvc_repo / "paper/REPORT.md").read_text()
+    assert "margin δ = 0.3 pts" in (dvc_repo / "paper/REPORT.md").read_text()
     assert fingerprints(dvc_repo, "results/synthetic/*/**/model.pt") == trained
     shown = csv.DictReader(io.StringIO(run(dvc_repo, "dvc", "exp", "show", "--csv", check=True).stdout))
     assert "0.3" in [row["claims.margin"] for row in shown]

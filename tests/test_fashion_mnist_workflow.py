@@ -11,8 +11,8 @@ import pytest
 from idx_files import checksums, fake_fashion_mnist, write_files
 from workflow_copy import copy_workflow, snakemake
 
-METHODS = {"ce": {}, "ls": {"lam": [0.1], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
-           "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [1], "alpha": [0.3]},
+METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
+           "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
            "kd_pt_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
            "kd_topk": {"lam": [0.9], "tau": [4], "k": [2, 5]}}
 

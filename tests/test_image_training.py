@@ -42,6 +42,7 @@ from partialkd.image_training import (
     predict,
 )
 from partialkd.metrics import classification_metrics
+from partialkd.targets import similarity_entropy
 from partialkd.teachers import load_image_teacher
 from partialkd.train_images import run, seeded_model
 
@@ -410,9 +411,11 @@ def test_kd_sim_gets_the_teachers_class_vectors(tmp_path, image_data, teacher_fi
         return real_build_target(method, teacher_logits, labels, **kwargs)
 
     monkeypatch.setattr(grid_module, "build_target", recording)
-    run(image_data, {"kd_sim": {"lam": [0.5], "tau": [2], "alpha": [0.25]}}, image_config(epochs=1),
-        tmp_path / "sim", teacher=teacher_file)
+    metrics = run(image_data, {"kd_sim": {"lam": [0.5], "tau": [2], "alpha": [0.25]}},
+                  image_config(epochs=1), tmp_path / "sim", teacher=teacher_file)
     expected = classifier(load_image_teacher(teacher_file, K)).weight
+    assert metrics["variants"][0]["sim_entropy"] == pytest.approx(
+        similarity_entropy(expected, 0.25, exclude_true=False), abs=1e-12)
     assert expected.shape[0] == K
     assert len(calls) == math.ceil(SIZES["train"] / 50)
     for method, kwargs in calls:

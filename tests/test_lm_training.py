@@ -24,6 +24,7 @@ from partialkd.lm_models import ARCHITECTURES, build_lm, detach
 from partialkd.lm_training import LMTrainConfig, columns, lm_loop, split_logits, split_metrics, window_loss
 from partialkd.metrics import classification_metrics
 from partialkd.ptb import Texts, prepare_ptb
+from partialkd.targets import similarity_entropy
 from partialkd.train_lm import run, seeded_lm
 from partialkd.trained import checkpoint_networks
 
@@ -181,6 +182,16 @@ def test_a_ce_teacher_learns_the_text(lm_teacher):
     assert variant["best"]["valid"]["ppl"] < 4.5 < WORDS + 1, "perplexity should fall towards the chain's 2.6"
     assert variant["best"]["valid"]["ppl"] == pytest.approx(math.exp(variant["best"]["valid"]["nll"]), rel=1e-6)
     assert (out / "model.pt").is_file() and not (out / "resume.pt").exists()
+
+
+def test_a_kd_pt_sim_student_records_the_entropy_of_the_teachers_similarity_rows(tmp_path, lm_data,
+                                                                                 lm_teacher):
+    teacher = lm_teacher[0] / "model.pt"
+    metrics = run(lm_data, {"kd_pt_sim": {"lam": [0.5], "tau": [1], "alpha": [0.2]}},
+                  lm_config(epochs=1, train_tokens=80), tmp_path, teacher=teacher)
+    decoder = load_checkpoint(teacher)["best_state"]["decoder.weight"]
+    assert metrics["variants"][0]["sim_entropy"] == pytest.approx(
+        similarity_entropy(decoder, 0.2, exclude_true=True), abs=1e-12)
 
 
 def test_a_kd_student_trains_and_reports_every_metric(kd_student, lm_teacher):

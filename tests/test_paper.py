@@ -13,6 +13,7 @@ import pytest
 
 from partialkd import report
 from partialkd.aggregate import SCORES
+from partialkd.claims import procedure_text
 from partialkd.latex import build_pdf, escape, find_engine, inline
 from partialkd.report import ANALYSIS_CAPTIONS, TOPK_CAPTION, condition_label, figure_kind, topk_caption
 from partialkd.tables import effect_range, to_latex, to_markdown
@@ -187,8 +188,10 @@ def test_a_failing_engine_stops_with_its_log_named(tmp_path: Path, monkeypatch) 
 
 PARAMS = {"claims": {"teacher": "mlp"}, "figures": {"error_bars": "sd"},
           "synthetic": {"methods": {"ce": {}, "kd": {"lam": [0.5, 0.9], "tau": [4]}}}}
-CLAIMS = {"z": 2.0, "margin": 0.5, "scope": "the students of the `mlp` teacher, per class correlation γ",
-          "claims": [{"id": "C1", "statement": "kd > ls", "verdict": "holds",
+CLAIMS = {"confidence": 0.95, "correction": "bonferroni", "margin": 0.5,
+          "procedure": procedure_text(0.95, "bonferroni", 0.5, " pts"),
+          "scope": "the students of the `mlp` teacher, per class correlation γ",
+          "claims": [{"id": "C1", "statement": "kd > ls", "verdict": "holds", "parts": ["holds"], "level": 0.95,
                       "evidence": ["γ = 0: kd − ls = +2.98 pts [+2.85, +3.11] (seed sd 0.18, n = 8) → holds"]},
                      {"id": "C9", "statement": "an LS-trained teacher distils worse_than 100% plain", "verdict": "not run",
                       "evidence": ["needs the diagnoses"]}]}
@@ -230,7 +233,10 @@ def test_the_report_is_one_document_written_as_markdown_and_latex(tmp_path: Path
         assert f"\\input{{tables/synthetic/{name}.tex}}" in body
         assert latex_problems((paper / f"tables/synthetic/{name}.tex").read_text(), paper, tabular=True) == []
     assert latex_problems(body, paper) == []
-    assert "| C9 | an LS-trained teacher distils worse_than 100% plain | not run |  |" in markdown
+    assert "| C9 | an LS-trained teacher distils worse_than 100% plain | not run |  |  |" in markdown
+    assert "| C1 | kd > ls | holds | 1 holds | +2.98 pts |" in markdown
+    assert "**C1** (kd > ls): **holds** (1 part, 95% intervals)" in markdown
+    assert "Student t with n − 1 degrees of freedom" in markdown  # the procedure, stated once
     # a track's own figures first, then per condition in the given order, kinds in a fixed order
     assert re.findall(r"figures/synthetic/(\w+)\.png", markdown) == [
         "gain", "gamma0_confidence", "gamma0_mlp_rescaling", "gamma0_mlp_geometry"]
@@ -264,6 +270,18 @@ def test_a_missing_figure_is_named(tmp_path: Path) -> None:
     args = synthetic_results(tmp_path)
     with pytest.raises(ValueError, match="no figure .*gone.png"):
         run_report(tmp_path, *args, str(tmp_path / "gone.png"))
+
+
+def test_the_forking_paths_quote_the_sizing_record(tmp_path: Path) -> None:
+    run_report(tmp_path, *synthetic_results(tmp_path), "--sizing", str(REPO / "docs/synthetic-sizing.md"))
+    markdown = (tmp_path / "paper/REPORT.md").read_text()
+    table = (tmp_path / "paper/tables/synthetic/forking_paths.md").read_text()
+    assert "## Forking paths" in markdown and table.rstrip() in markdown
+    sizing = (REPO / "docs/synthetic-sizing.md").read_text().split("## What the verdicts depend on")[1]
+    rows = [line for line in sizing.splitlines() if line.startswith("| λ")]  # every grid tried
+    assert rows and all(row.split("|")[1].strip() in table for row in rows)
+    assert table.splitlines()[0] == "| grid | C5 | C6 | C7 |"
+    assert latex_problems((tmp_path / "paper/generated/body.tex").read_text(), tmp_path / "paper") == []
 
 
 def test_an_image_track_has_a_table_per_pair_and_its_figures_by_condition(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from partialkd.report import edge_selections
-from partialkd.tables import accuracy_table, pair_table, selected_variants, to_markdown
+from partialkd.document import TableBlock
+from partialkd.report import Report, edge_selections
+from partialkd.tables import (accuracy_table, pair_sim_degeneracy_table, pair_table, selected_variants,
+                              sim_degeneracy_table, to_markdown)
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:
@@ -76,3 +78,57 @@ def test_selected_variants_count_the_seeds_per_grid_point_in_method_order() -> N
     assert table.to_dict("records") == [
         {"γ": "0.5", "method": "ce", "selected on validation (× seeds)": "ce-a ×2, ce-b ×1"},
         {"γ": "0.5", "method": "kd", "selected on validation (× seeds)": "kd-a ×2, kd-b ×1"}]
+
+
+def sim_rows() -> list[dict]:
+    """Three seeds at γ = 0: kd_sim chose α = 10 twice (rows near uniform), kd_pt_sim α = 0.3."""
+    rows = [{"gamma": 0.0, "seed": s, "method": "kd_sim", "variant": f"kd_sim-{alpha}", "alpha": alpha,
+             "sim_entropy": entropy} for s, (alpha, entropy) in enumerate([(10.0, 0.999), (10.0, 0.997),
+                                                                          (0.3, 0.5)])]
+    rows += [{"gamma": 0.0, "seed": s, "method": "kd_pt_sim", "variant": "kd_pt_sim-0.3", "alpha": 0.3,
+              "sim_entropy": 0.6} for s in range(2)]
+    rows.append({**rows[0], "selected": False, "alpha": 0.1, "sim_entropy": 0.1})  # not chosen
+    rows.append({"gamma": 0.0, "seed": 0, "method": "kd", "variant": "kd-x", "alpha": None,
+                 "sim_entropy": None})
+    return rows
+
+
+def test_sim_degeneracy_table_gives_the_chosen_alphas_and_their_row_entropy() -> None:
+    table = sim_degeneracy_table(summary(sim_rows()), "mlp")
+    assert table.to_dict("records") == [
+        {"γ": "0", "method": "kd_sim", "α chosen (× seeds)": "10 ×2, 0.3 ×1",
+         "row entropy (1 = uniform)": "0.832 ± 0.288"},
+        {"γ": "0", "method": "kd_pt_sim", "α chosen (× seeds)": "0.3 ×2",
+         "row entropy (1 = uniform)": "0.600 ± 0.000"}]
+
+
+def test_sim_degeneracy_table_of_runs_without_the_entropy_says_so() -> None:
+    rows = [{k: v for k, v in row.items() if k != "sim_entropy"} for row in sim_rows()]
+    table = sim_degeneracy_table(summary(rows), "mlp")
+    assert set(table["row entropy (1 = uniform)"]) == {"not recorded"}
+
+
+def test_pair_sim_degeneracy_table_has_a_row_per_pair_and_sim_method() -> None:
+    rows = [{**row, "student": "resnet20", "teacher": teacher} for row in sim_rows()
+            for teacher in ("resnet56", "resnet110")]
+    table = pair_sim_degeneracy_table(summary(rows), [("resnet56", "resnet20"), ("resnet56_ls", "resnet20")])
+    assert list(zip(table["pair"], table["method"])) == [("`resnet56` → `resnet20`", "kd_sim"),
+                                                         ("`resnet56` → `resnet20`", "kd_pt_sim")]
+    assert table["row entropy (1 = uniform)"].tolist() == ["0.832 ± 0.288", "0.600 ± 0.000"]
+
+
+def table_stems(blocks: list) -> list[str]:
+    return [block.table.stem for block in blocks if isinstance(block, TableBlock)]
+
+
+def test_the_track_sections_show_the_sim_degeneracy_table_when_there_are_sim_students() -> None:
+    params = {"claims": {"teacher": "mlp"}, "synthetic": {"methods": {}}}
+    synthetic = summary(sim_rows()).assign(best_test_acc=0.6)
+    assert "synthetic/sim_degeneracy" in table_stems(Report(params, "tables").synthetic(synthetic, ()))
+    without = synthetic[~synthetic["method"].str.contains("sim")]
+    assert "synthetic/sim_degeneracy" not in table_stems(Report(params, "tables").synthetic(without, ()))
+    cifar = pd.concat([cifar_rows(), pd.DataFrame([{**row, "role": "student", "teacher": "resnet56",
+                                                     "student": "resnet20", "selected": True}
+                                                    for row in sim_rows()])])
+    params = {"cifar100": {**CIFAR, "data": {"valid_size": 100}}}
+    assert "cifar100/sim_degeneracy" in table_stems(Report(params, "tables").image_track("cifar100", cifar, ()))

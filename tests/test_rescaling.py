@@ -20,6 +20,7 @@ from partialkd.rescaling import (
     check_agreement,
     per_example_rescaling,
     rescaling_figure,
+    robust_limits,
     spearman,
 )
 from partialkd.style import save_figure
@@ -44,6 +45,17 @@ def rising_teacher(n: int = N) -> tuple[Tensor, Tensor, Tensor]:
     teacher = torch.zeros(n, K, dtype=torch.float64)
     teacher[:, 0] = torch.linspace(-2.0, 6.0, n, dtype=torch.float64)
     return student.expand(n, K).clone(), teacher, torch.zeros(n, dtype=torch.long)
+
+
+def planted_views(n: int = 400) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Teacher logits v, labels, a reference student independent of the teacher's confidence,
+    and an over-confident own student 1.3·v + noise (issue 12's example)."""
+    generator = torch.Generator().manual_seed(0)
+    teacher = 3.0 * torch.randn(n, K, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, K, (n,), generator=generator)
+    reference = 2.0 * torch.randn(n, K, generator=generator, dtype=torch.float64)
+    own = 1.3 * teacher + 0.5 * torch.randn(n, K, generator=generator, dtype=torch.float64)
+    return teacher, labels, reference, own
 
 
 def frame_for(method: str, lam: float = 0.9, tau: float = 4.0, **kwargs: bool) -> pd.DataFrame:
@@ -138,6 +150,19 @@ def test_rising_teacher_confidence_gives_spearman_one_for_kd() -> None:
     assert frame["w_formula"].is_monotonic_increasing
 
 
+def test_fixed_reference_student_and_own_student_give_opposite_correlations() -> None:
+    """C10 as the paper means it: at a q independent of the teacher, kd's w_t rises with p_t;
+    at a student whose q outruns the teacher's (1.3·v) it falls (NOTES §2: the term
+    (ρ_t − q^τ_t)/(1 − q_t))."""
+    teacher, labels, reference, own = planted_views()
+    kd = Variant("kd", 0.9, 4.0)
+    fixed = per_example_rescaling(reference, teacher, labels, kd)
+    trained = per_example_rescaling(own, teacher, labels, kd)
+    assert spearman(fixed) > 0.6
+    assert spearman(trained) < -0.4
+    assert max(check_agreement(fixed, atol=1e-8), check_agreement(trained, atol=1e-8)) <= 1e-8
+
+
 def test_ls_rescaling_ignores_the_teacher() -> None:
     student, teacher, labels = rising_teacher()
     frame = per_example_rescaling(student, teacher, labels, Variant("ls", 0.9, 4.0))
@@ -188,19 +213,37 @@ def test_check_agreement_raises_on_nan() -> None:
         check_agreement(frame)
 
 
-def test_rescaling_figure_builds_and_saves(tmp_path: Path) -> None:
-    student, teacher = random_logits(1, n=400), random_logits(2, n=400, scale=3.0)
-    labels = random_labels(3, n=400)
-    frames = {
-        m: per_example_rescaling(student, teacher, labels, Variant(m, 0.9, 4.0)) for m in METHODS
-    }
-    figure = rescaling_figure(frames, bins=8)
-    (axes,) = figure.axes
-    assert axes.get_xlabel() == X_LABEL == "teacher confidence on the true class p_t"
-    assert axes.get_ylabel() == Y_LABEL == "gradient rescaling w_t (KD ÷ CE gradient)"
-    legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend == ["CE (w_t = 1)", "ls", "kd", "kd_pt"]
-    assert len(axes.collections) == 3  # one shaded 10–90% band per method
+def test_rescaling_figure_draws_one_titled_panel_per_view(tmp_path: Path) -> None:
+    teacher, labels, reference, own = planted_views()
+    panels = {title: {m: per_example_rescaling(student, teacher, labels, Variant(m, 0.9, 4.0))
+                      for m in METHODS}
+              for title, student in (("fixed reference", reference), ("own student", own))}
+    figure = rescaling_figure(panels, bins=8)
+    assert [axes.get_title() for axes in figure.axes] == ["fixed reference", "own student"]
+    assert [axes.get_xlabel() for axes in figure.axes] == [X_LABEL] * 2
+    assert X_LABEL == "teacher confidence on the true class p_t"
+    assert figure.axes[0].get_ylabel() == Y_LABEL == "gradient rescaling w_t (KD ÷ CE gradient)"
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["CE (w_t = 1)", "ls", "kd", "kd_pt"]
+    assert all(len(axes.collections) == 3 for axes in figure.axes)  # a 10–90% band per method
+    # the over-confident own student's w_t spans more than SYMLOG_SPAN: symlog, the reference linear
+    assert [axes.get_yscale() for axes in figure.axes] == ["linear", "symlog"]
+    for axes, frames in zip(figure.axes, panels.values()):
+        medians = np.concatenate([binned_rescaling(f, 8)["w_median"] for f in frames.values()])
+        low, high = axes.get_ylim()
+        assert low < medians.min() and medians.max() < high
     save_figure(figure, tmp_path / "rescaling")
     assert (tmp_path / "rescaling.pdf").stat().st_size > 0
     assert imread(tmp_path / "rescaling.png").shape[2] in (3, 4)
+
+
+def test_robust_limits_cover_the_medians_and_clip_exploding_bands() -> None:
+    """A 1/(1 − q_t) tail (band down to −25,000) must not set the axis; medians and w_t = 1 do."""
+    binned = pd.DataFrame({"w_median": [0.5, 2.0, 3.0], "w_p10": [-25_000.0, 1.5, 2.5],
+                           "w_p90": [0.8, 2.5, 3.2]})
+    # medians and 1 span [0.5, 3]: the bands may reach 1.25 beyond; [−0.75, 3.2] padded by 5%
+    assert robust_limits([binned]) == pytest.approx((-0.75 - 0.05 * 3.95, 3.2 + 0.05 * 3.95))
+    above = binned.assign(w_median=[4.0, 5.0, 6.0], w_p10=[3.9, 4.9, 5.9], w_p90=[4.1, 5.1, 6.1])
+    assert robust_limits([above])[0] < 1.0  # the CE line stays in view
+    with pytest.raises(ValueError, match="no panel"):
+        rescaling_figure({})

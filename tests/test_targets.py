@@ -12,7 +12,14 @@ from torch import Tensor
 from torch.testing import assert_close
 
 from partialkd import targets
-from partialkd.targets import TARGETS, build_target, class_similarity, method_params
+from partialkd.targets import (
+    SIMILARITY_TARGETS,
+    TARGETS,
+    build_target,
+    class_similarity,
+    method_params,
+    similarity_entropy,
+)
 
 F64 = torch.float64
 
@@ -134,6 +141,66 @@ def test_class_similarity_rows_are_the_rows_of_the_whole_matrix() -> None:
     weights = torch.randn(7, 3, generator=gen(2), dtype=F64)
     rows = torch.tensor([4, 0, 4, 6, 0, 2])  # repeated and unordered, as a batch's labels are
     assert_close(class_similarity(weights, 0.3, rows), class_similarity(weights, 0.3)[rows])
+
+
+def normalised_entropy(rows: Tensor) -> Tensor:
+    """H(row)/log(len(row)) of each row of a [N, M] matrix of distributions."""
+    return torch.special.entr(rows).sum(1) / math.log(rows.shape[1])
+
+
+@pytest.mark.parametrize("method", sorted(SIMILARITY_TARGETS))
+def test_similarity_entropy_is_that_of_the_rows_the_target_uses(method: str) -> None:
+    """kd_sim: ρ itself, over K classes; kd_pt_sim: ρ's wrong classes over their mass, K − 1."""
+    num_classes = 7
+    teacher, _ = random_batch(num_classes, num_classes)
+    labels = torch.arange(num_classes)  # one target per class
+    params = example_params(method, num_classes)
+    rho = build_target(method, teacher, labels, tau=2.0, **params)
+    if SIMILARITY_TARGETS[method]:
+        rho = rho[~torch.eye(num_classes, dtype=torch.bool)].view(num_classes, num_classes - 1)
+        rho = rho / rho.sum(1, keepdim=True)
+    measured = similarity_entropy(
+        params["class_weights"], params["alpha"], exclude_true=SIMILARITY_TARGETS[method]
+    )
+    assert measured == pytest.approx(float(normalised_entropy(rho).mean()), abs=1e-12)
+
+
+@pytest.mark.parametrize("exclude_true", [False, True])
+def test_similarity_entropy_is_one_for_uniform_rows(exclude_true: bool) -> None:
+    identical = torch.ones(6, 3, dtype=F64)
+    spread = torch.randn(6, 3, generator=gen(3), dtype=F64)
+    assert similarity_entropy(identical, 0.05, exclude_true=exclude_true) == pytest.approx(1, abs=1e-6)
+    assert similarity_entropy(spread, 1e6, exclude_true=exclude_true) == pytest.approx(1, abs=1e-6)
+    assert similarity_entropy(spread, 0.3, exclude_true=exclude_true) < 0.99
+
+
+@pytest.mark.parametrize("exclude_true, expected", [(False, math.log(5) / math.log(10)),
+                                                    (True, math.log(4) / math.log(9))])
+def test_similarity_entropy_of_clustered_classes_at_small_alpha(
+    exclude_true: bool, expected: float
+) -> None:
+    """Two opposite clusters of five classes: at α = 0.05 each row is uniform over its own cluster
+    (with the true class or without it) and about 0 elsewhere."""
+    centres = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], dtype=F64).repeat_interleave(5, 0)
+    weights = centres + 1e-3 * torch.randn(10, 3, generator=gen(4), dtype=F64)
+    measured = similarity_entropy(weights, 0.05, exclude_true=exclude_true)
+    assert measured == pytest.approx(expected, abs=1e-3) and measured < 0.75
+
+
+@pytest.mark.parametrize("exclude_true", [False, True])
+def test_similarity_entropy_in_chunks_equals_the_whole_matrix_at_once(exclude_true: bool) -> None:
+    weights = torch.randn(11, 4, generator=gen(5), dtype=torch.float32)
+    whole = similarity_entropy(weights, 0.2, exclude_true=exclude_true, chunk=11)
+    for chunk in (1, 3, 4):
+        assert similarity_entropy(weights, 0.2, exclude_true=exclude_true, chunk=chunk) == (
+            pytest.approx(whole, abs=1e-12)
+        )
+
+
+def test_similarity_entropy_of_two_classes_without_the_true_one_is_one() -> None:
+    """With K = 2 the wrong classes' part is one class: kd_pt_sim is kd_pt, uniform by definition."""
+    weights = torch.randn(2, 3, generator=gen(6), dtype=F64)
+    assert similarity_entropy(weights, 0.1, exclude_true=True) == 1.0
 
 
 def test_kd_sim_argmax_is_the_true_class_for_small_alpha() -> None:

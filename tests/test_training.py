@@ -32,12 +32,16 @@ from conftest import (
 
 import partialkd.train as train_module
 import partialkd.training as training_module
+from partialkd.aggregate import summarise
 from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
 from partialkd.metrics import ECE_BINS, classification_metrics
 from partialkd.models import StackedMLP
 from partialkd.prepare import derived_seed, synthetic_dataset
+from partialkd.tables import sim_degeneracy_table
+from partialkd.targets import SIMILARITY_TARGETS, similarity_entropy
 from partialkd.teachers import build_model
 from partialkd.train import INIT_SEED, run
+from partialkd.trained import teacher_network
 
 KD_GRID: dict[str, dict[str, list]] = {"ce": {}, "kd": {"lam": [0.5], "tau": [2]}}
 
@@ -360,6 +364,35 @@ def test_metrics_json_contents(student_run, teacher_path, data_path):
     assert metrics["provenance"]["seconds_per_epoch"] > 0
 
 
+def test_sim_variants_record_how_uniform_their_similarity_rows_are(student_run, teacher_path,
+                                                                  data_path):
+    """metrics.json → summary.csv → the report's table: `sim_entropy` of the teacher's class
+    vectors at the variant's α for kd_sim and kd_pt_sim, None for the other methods."""
+    out, _ = student_run
+    variants = read_json(out / "metrics.json")["variants"]
+    class_weights = teacher_network(teacher_path, load_dataset(data_path)).class_weights
+    recorded = {}
+    for variant in variants:
+        if variant["method"] in SIMILARITY_TARGETS:
+            expected = similarity_entropy(class_weights, variant["alpha"],
+                                          exclude_true=SIMILARITY_TARGETS[variant["method"]])
+            assert 0 < variant["sim_entropy"] < 1
+            assert variant["sim_entropy"] == pytest.approx(expected, abs=1e-12)
+            recorded[variant["label"]] = variant["sim_entropy"]
+        else:
+            assert variant["sim_entropy"] is None, variant["label"]
+    assert {label.split("(")[0] for label in recorded} == set(SIMILARITY_TARGETS)
+
+    summary = summarise([out / "metrics.json"]).set_index("variant", drop=False)
+    assert summary["sim_entropy"].dropna().to_dict() == recorded
+    table = sim_degeneracy_table(summary, "mlp").set_index("method")
+    assert list(table.index) == ["kd_sim", "kd_pt_sim"] and set(table["γ"]) == {f"{TINY_GAMMA:g}"}
+    for method in SIMILARITY_TARGETS:
+        (value,) = [entropy for label, entropy in recorded.items() if label.startswith(f"{method}(")]
+        assert table.loc[method, "α chosen (× seeds)"] == "0.3 ×1"
+        assert table.loc[method, "row entropy (1 = uniform)"] == f"{value:.3f}"
+
+
 def test_best_epoch_is_the_first_epoch_with_the_highest_validation_accuracy(tmp_path, data_path,
                                                                            monkeypatch):
     """Record the per-epoch validation accuracy the loop computes and check the selection."""
@@ -392,7 +425,7 @@ def test_saved_weights_reproduce_the_reported_metrics(student_run, data_path):
     saved = load_checkpoint(out / "model.pt")
     assert saved["arch"]["num_models"] == len(metrics["variants"])
     assert saved["variants"] == [{k: v for k, v in variant.items()
-                                  if k not in ("label", "best", "last")}
+                                  if k not in ("label", "sim_entropy", "best", "last")}
                                  for variant in metrics["variants"]]
     dataset = load_dataset(data_path)
     model = build_model(saved["arch"])

@@ -28,8 +28,8 @@ def finished_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> None:
     summary = pd.read_csv(finished_workflow / "results/synthetic/summary.csv")
     students = summary[summary["role"] == "student"]
-    # one row per γ × teacher × seed × grid point (kd_topk has two), one per γ for the teacher
-    assert len(students) == 2 * 2 * 2 * 8
+    # one row per γ × teacher × seed × grid point (ls and kd_topk have two), one per γ for the teacher
+    assert len(students) == 2 * 2 * 2 * 9
     # one selected row per γ × teacher × seed × method
     assert students["selected"].sum() == 2 * 2 * 2 * 7
     selected = pd.read_csv(finished_workflow / "results/synthetic/selected.csv")  # for DVC plots

@@ -11,7 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "params.yaml", "dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore",
-                  ".gitignore", "workflow", "src", "paper/main.tex")
+                  ".gitignore", "workflow", "src", "docs", "paper/main.tex")
 TINY = {
     "tracks": ["synthetic"],
     "synthetic": {
@@ -21,10 +21,10 @@ TINY = {
         "teacher": {"hidden": [16], "epochs": 2},
         "teachers": ["mlp", "oracle"],
         "student": {"hidden": [8], "train_size": 200, "epochs": 2, "seeds": [0, 1]},
-        "methods": {"ce": {}, "ls": {"lam": [0.5], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
+        "methods": {"ce": {}, "ls": {"lam": [0.3, 0.5], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
                     "kd_pt": {"lam": [0.9], "tau": [4]},
-                    "kd_sim": {"lam": [0.9], "tau": [1], "alpha": [0.3]},
-                    "kd_pt_sim": {"lam": [0.9], "tau": [1], "alpha": [0.3]},
+                    "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
+                    "kd_pt_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
                     "kd_topk": {"lam": [0.9], "tau": [4], "k": [2, 3]}},
     },
 }

@@ -1,8 +1,9 @@
 """Collect runs' metrics.json into one table: `python -m partialkd.aggregate RUN... --out summary.csv`.
 
 One row per variant of each run (a synthetic run trains a stack of variants, an image run one):
-its hyperparameters and its metrics at the best-on-validation epoch (`best_*`) and at the last
-epoch (`last_*`); accuracies are fractions, NLL in nats. Per seed and method (and teacher,
+its hyperparameters, for kd_sim and kd_pt_sim how uniform their similarity rows are
+(`sim_entropy`, 1 = uniform), and its metrics at the best-on-validation epoch (`best_*`) and at
+the last epoch (`last_*`); accuracies are fractions, NLL in nats. Per seed and method (and teacher,
 student, γ), the variant with the best validation score (`--select-by`: accuracy by default,
 or a score where lower is better, like perplexity) is marked `selected`: it represents its
 method in tables, figures and claims.
@@ -86,6 +87,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 def _variant_row(variant: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"method": variant["method"], "variant": variant["label"]}
     row.update({name: variant.get(name) for name in HYPERPARAMETERS})
+    row["sim_entropy"] = variant.get("sim_entropy")  # kd_sim, kd_pt_sim (`train.sim_entropy`)
     row["best_epoch"] = variant["best"]["epoch"]
     for when in ("best", "last"):
         for split in ("valid", "test"):

@@ -4,9 +4,15 @@ a student architecture of an image track), over every seed.
 
 `python -m partialkd.analyse --data DATA --teacher MODEL.pt|oracle --teacher-name NAME
 --summary SUMMARY.csv [--student ARCH] [--gamma G] --out-json J --figure-stem STEM` writes J
-(per seed and method: the Spearman correlation of w_t with the teacher's p_t, the largest
-formula/autograd gap, the correlation of the student's class-vector similarities with the
-teacher's) and STEM_rescaling, STEM_geometry, STEM_geometry_bars (.png/.pdf).
+and STEM_rescaling, STEM_geometry, STEM_geometry_bars (.png/.pdf). J holds `meta`, `geometry`
+(per seed and method: the correlation of the student's class-vector similarities with the
+teacher's, and the block contrast) and `rescaling`: per seed, method (ls, kd, kd_pt: the
+variant whose λ, τ and target define w_t, NOTES §2) and `q_from`, the Spearman correlation of
+w_t with the teacher's p_t (`spearman`), the largest formula/autograd gap (`max_gap`) and the
+examples kept and `dropped`. `q_from` names the student whose q enters w_t: "self", the
+method's own student; "ce", the ce student of the same seed, a fixed reference, so that w_t
+varies with the teacher's confidence only (C10 as the paper means it; absent for a seed
+without a ce student). STEM_rescaling draws the two views side by side.
 The students are the summary's selected rows (each method's validation-selected grid point per
 seed) taught by NAME or by no teacher, at their best-on-validation weights; the examples are the
 validation split.
@@ -43,6 +49,9 @@ from partialkd.trained import Network, checkpoint_networks, file_teacher_network
 RESCALING_METHODS = ("ls", "kd", "kd_pt")  # kd and kd_pt rescale alike; ls is the baseline
 GEOMETRY_METHODS = ("ce", "ls", "kd_sim", "kd", "kd_pt_sim")
 SPLIT = "valid"
+SELF, REFERENCE = "self", "ce"  # `q_from`: each method's own student; the fixed reference student
+Q_FROM_TITLES = {REFERENCE: "fixed reference student (ce of the same seed)",
+                 SELF: "each method's own student"}  # the rescaling figure's panels, in order
 
 
 def analysed_students(summary: pd.DataFrame, teacher_name: str, student: str | None = None,
@@ -78,23 +87,24 @@ def student_networks(rows: pd.DataFrame, dataset: Dataset) -> dict[int, dict[str
 
 
 def rescaling_rows(seed: int, students: dict[str, Network], teacher: Network, teacher_logits: Tensor,
-                   dataset: Dataset, split: Split | None = None
-                   ) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
-    """Per method of the seed: Spearman(w_t, p_t) and the formula/autograd gap; the frames.
-    `split`: the examples (default: the whole validation split)."""
+                   split: Split) -> tuple[list[dict[str, Any]], dict[str, dict[str, pd.DataFrame]]]:
+    """Per method of the seed, w_t of its variant (NOTES §2) at its own student's q and, when
+    the seed has one, at the ce student's: Spearman(w_t, p_t) and the formula/autograd gap;
+    the frames by `q_from` and method."""
+    references = {} if REFERENCE not in students else {REFERENCE: students[REFERENCE].logits(split)}
     rows, frames = [], {}
-    split = dataset[SPLIT] if split is None else split
     for method in RESCALING_METHODS:
         if method not in students:
             continue
         student = students[method]
-        frame = per_example_rescaling(student.logits(split), teacher_logits, split.labels,
-                                      student.variant, student.training["tau_squared"],
-                                      teacher.class_weights)
-        rows.append({"seed": seed, "method": method, "variant": student.variant.label,
-                     "spearman": spearman(frame), "max_gap": check_agreement(frame),
-                     "dropped": frame.attrs["dropped"], "examples": len(frame)})
-        frames[method] = frame
+        for q_from, logits in {SELF: student.logits(split), **references}.items():
+            frame = per_example_rescaling(logits, teacher_logits, split.labels, student.variant,
+                                          student.training["tau_squared"], teacher.class_weights)
+            rows.append({"seed": seed, "method": method, "q_from": q_from,
+                         "variant": student.variant.label, "spearman": spearman(frame),
+                         "max_gap": check_agreement(frame), "dropped": frame.attrs["dropped"],
+                         "examples": len(frame)})
+            frames.setdefault(q_from, {})[method] = frame
     return rows, frames
 
 
@@ -151,12 +161,14 @@ def analyse(data: str | Path, teacher_source: str | Path, students: pd.DataFrame
     teacher_logits = teacher.logits(split)
     teacher_matrix = cosine_matrix(top_class_weights(teacher, top_classes))
     groups = dataset.class_groups if top_classes is None else dataset.class_groups[:top_classes]
-    rescaling, geometry, pooled, heatmaps = [], [], {}, {"teacher": teacher_matrix}
+    rescaling, geometry, heatmaps = [], [], {"teacher": teacher_matrix}
+    pooled: dict[str, dict[str, list[pd.DataFrame]]] = {SELF: {}}  # a panel even if empty
     for index, (seed, networks) in enumerate(sorted(student_networks(students, dataset).items())):
-        rows, frames = rescaling_rows(seed, networks, teacher, teacher_logits, dataset, split)
+        rows, frames = rescaling_rows(seed, networks, teacher, teacher_logits, split)
         rescaling += rows
-        for method, frame in frames.items():
-            pooled.setdefault(method, []).append(frame)
+        for q_from, by_method in frames.items():
+            for method, frame in by_method.items():
+                pooled.setdefault(q_from, {}).setdefault(method, []).append(frame)
         top = {method: dataclasses.replace(network, class_weights=top_class_weights(network, top_classes))
                for method, network in networks.items()}
         rows, matrices = geometry_rows(seed, top, teacher_matrix, groups)
@@ -170,11 +182,13 @@ def analyse(data: str | Path, teacher_source: str | Path, students: pd.DataFrame
             "rescaling": rescaling, "geometry": geometry}
 
 
-def _figures(pooled: dict[str, list[pd.DataFrame]], heatmaps: dict[str, Tensor], groups: Tensor,
-             geometry: pd.DataFrame, stem: str | Path) -> None:
+def _figures(pooled: dict[str, dict[str, list[pd.DataFrame]]], heatmaps: dict[str, Tensor],
+             groups: Tensor, geometry: pd.DataFrame, stem: str | Path) -> None:
+    """The figures; `pooled`: the rescaling frames of every seed, by `q_from` and method."""
     stem = Path(stem)
-    frames = {method: pd.concat(parts) for method, parts in pooled.items()}
-    save_figure(rescaling_figure(frames), stem.with_name(f"{stem.name}_rescaling"))
+    panels = {title: {method: pd.concat(parts) for method, parts in pooled[q_from].items()}
+              for q_from, title in Q_FROM_TITLES.items() if q_from in pooled}
+    save_figure(rescaling_figure(panels), stem.with_name(f"{stem.name}_rescaling"))
     save_figure(similarity_heatmaps(heatmaps, groups), stem.with_name(f"{stem.name}_geometry"))
     save_figure(correlation_bars(geometry), stem.with_name(f"{stem.name}_geometry_bars"))
 

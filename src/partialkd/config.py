@@ -10,7 +10,7 @@ import yaml
 from partialkd.grid import expand_grid
 from partialkd.image_models import ARCHITECTURES
 from partialkd.lm_models import ARCHITECTURES as LM_ARCHITECTURES
-from partialkd.targets import distils
+from partialkd.targets import distils, method_params
 
 # The classes of each real-data track: no top-k may keep more.
 TRACK_CLASSES = {"cifar100": ("CIFAR-100", 100), "fashion_mnist": ("Fashion-MNIST", 10),
@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 
 
 def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
-    """Check `config` against the JSON schema, then against the registries of methods and models."""
+    """Check `config` against the JSON schema, then against the registries of methods and models,
+    then that the method grids nest (`_check_nested_grids`)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     _raise_first(schema, config, "")
     synthetic = config["synthetic"]
@@ -34,6 +35,8 @@ def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
                    num_classes)
     for track in TRACK_CLASSES:
         _check_image_track(track, config[track], schema)
+    for track in ("synthetic", *TRACK_CLASSES):
+        _check_nested_grids(f"{track}.methods", config[track]["methods"])
 
 
 def _raise_first(schema: dict[str, Any], instance: Any, where: str) -> None:
@@ -54,6 +57,32 @@ def _check_methods(key: str, grids: dict[str, Any], classes: str, num_classes: i
     for method, grid in grids.items():
         if any(k > num_classes for k in grid.get("k", [])):
             raise ConfigError(f"params.yaml: {key}.{method}.k: values must not exceed {classes}")
+
+
+def _check_nested_grids(key: str, grids: dict[str, Any]) -> None:
+    """Fair comparisons (issue 12): what methods share, they search over the same values. Every
+    distilling method's lam and tau grids contain kd's, every other sim method's alpha grid contains
+    kd_sim's, and ls tunes its λ (ε) over at least two values, as the others tune theirs."""
+    for method in grids:
+        if method != "kd" and distils(method):
+            for axis in ("lam", "tau"):
+                _check_contains(key, grids, method, axis, "kd",
+                                "every distilling method's lam and tau grids contain kd's")
+        if method != "kd_sim" and "alpha" in method_params(method):
+            _check_contains(key, grids, method, "alpha", "kd_sim", f"{method}'s alpha grid contains kd_sim's")
+    if "ls" in grids and len(grids["ls"]["lam"]) < 2:
+        raise ConfigError(f"params.yaml: {key}.ls.lam: give at least two values, got {grids['ls']['lam']}; "
+                          "ls tunes its λ (ε) on validation like every other method (fair comparisons)")
+
+
+def _check_contains(key: str, grids: dict[str, Any], method: str, axis: str, reference: str,
+                    rule: str) -> None:
+    """`method`'s `axis` grid holds every value of `reference`'s (when both methods are in `grids`)."""
+    values = grids.get(reference, {}).get(axis, [])
+    missing = [value for value in values if value not in grids[method].get(axis, [])]
+    if missing:
+        raise ConfigError(f"params.yaml: {key}.{method}.{axis}: missing {', '.join(map(str, missing))} of "
+                          f"{reference}'s {axis} grid {values}; {rule} (fair comparisons)")
 
 
 def _check_image_track(track: str, section: dict[str, Any], schema: dict[str, Any]) -> None:

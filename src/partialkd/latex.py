@@ -18,8 +18,8 @@ SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
            "<": r"$<$", ">": r"$>$", "|": r"$|$"}  # the last three: OT1 fonts have no such glyphs
 # The non-ASCII symbols of our text, in forms every engine typesets without a Unicode font.
-SYMBOLS = {"α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "λ": r"$\lambda$", "ρ": r"$\rho$",
-           "σ": r"$\sigma$", "τ": r"$\tau$", "Δ": r"$\Delta$", "Σ": r"$\Sigma$", "±": r"$\pm$",
+SYMBOLS = {"α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "δ": r"$\delta$", "λ": r"$\lambda$",
+           "ρ": r"$\rho$", "σ": r"$\sigma$", "τ": r"$\tau$", "Δ": r"$\Delta$", "Σ": r"$\Sigma$", "±": r"$\pm$",
            "×": r"$\times$", "·": r"$\cdot$", "−": r"$-$", "→": r"$\rightarrow$", "≈": r"$\approx$",
            "≥": r"$\geq$", "≤": r"$\leq$", "≠": r"$\neq$", "–": "--", "—": "---", "…": r"\dots{}",
            "§": r"\S{}", "’": "'", "‘": "`", "“": "``", "”": "''"}

@@ -31,8 +31,8 @@ from partialkd.document import (Block, Bullet, Bullets, Code, Figure, Heading, P
 from partialkd.figures import ERROR_BAR_CAPTIONS, score_label
 from partialkd.io import atomic_write
 from partialkd.provenance import provenance
-from partialkd.tables import (Table, accuracy_table, claims_table, pair_table, selected_variants,
-                              students_of)
+from partialkd.tables import (Table, accuracy_table, claims_table, pair_sim_degeneracy_table, pair_table,
+                              selected_variants, sim_degeneracy_table, students_of)
 
 TITLE = "Reproduction report: Understanding and Improving Knowledge Distillation"
 TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-100 (NOTES §4)",
@@ -42,7 +42,12 @@ TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-1
 ANALYSIS_CAPTIONS = {
     "rescaling": "gradient rescaling w_t (the true-class gradient of the loss divided by CE's) "
                  "against the teacher's confidence p_t on the validation examples, in ten "
-                 "equal-count bins of p_t: median and 10–90% band, pooled over seeds (NOTES §2, C10)",
+                 "equal-count bins of p_t: median and 10–90% band, pooled over seeds (NOTES §2, "
+                 "C10). Left: each method's w_t (its λ, τ and target) at a fixed reference "
+                 "student's q, the ce student of the same seed, so that only the teacher's "
+                 "confidence varies (C10 as the paper means it); right: at each method's own "
+                 "student's q. Each panel has its own y axis, covering every median; the bands are "
+                 "clipped (w_t has tails of thousands where q_t → 1)",
     "geometry": "cosine similarities of the last-layer class vectors, classes ordered by group: "
                 "the teacher and the first seed's students (NOTES §5, C11)",
     "geometry_bars": "correlation of each student's class-similarity matrix with the teacher's: "
@@ -55,6 +60,13 @@ ANALYSIS_CAPTIONS = {
            "group/superclass (NOTES §5); on a track with `analysis.top_classes` (Penn Treebank), "
            "the correlations of the most frequent classes only",
 }
+SIM_DEGENERACY_CAPTION = (
+    "the similarity targets' α chosen on validation (× seeds) and how uniform the chosen "
+    "variants' similarity rows are: the mean over classes t of the normalised entropy of row t of "
+    "S (`kd_sim`, H/log K) or of its wrong classes' part, S_tj over j ≠ t renormalised to sum to "
+    "1 (`kd_pt_sim`, H/log(K−1)), mean ± sd over seeds. Near 1 the rows are nearly uniform: "
+    "`kd_sim` is then label smoothing and `kd_pt_sim` is `kd_pt`, so their results say nothing "
+    "about class relations (NOTES §2)")
 TOPK_CAPTION = ("of the `kd_topk` student against k, the number of the teacher's classes kept "
                 "(at each k the other hyperparameters chosen on validation), mean and spread over "
                 "seeds; dashed, the `kd` student with its sd band (C8)")
@@ -146,6 +158,21 @@ def edge_selections(summary: pd.DataFrame, teacher: str, grids: dict[str, dict[s
     return notes
 
 
+def interval_level(claim: dict[str, Any]) -> str:
+    """The level of a claim's part intervals, as text after its verdict ('' when not run)."""
+    parts = len(claim.get("parts", []))
+    level = claim.get("level")
+    if level is None:
+        return ""
+    return f" ({parts} part{'s' if parts != 1 else ''}, {100 * level:.3g}% intervals)"
+
+
+def caveat_text(claim: dict[str, Any]) -> str:
+    """What a claim's verdict rests on that undermines it, as text after the verdict."""
+    caveats = claim.get("caveats", [])
+    return f"; **caveat**, a near-uniform similarity target: {'; '.join(caveats)}" if caveats else ""
+
+
 class Report:
     """The blocks of the report, built from each track's results; tables go to `tables` (a
     folder relative to the documents)."""
@@ -161,13 +188,12 @@ class Report:
     def claims(self, claims_by_track: dict[str, dict[str, Any]]) -> list[Block]:
         first = next(iter(claims_by_track.values()))
         blocks: list[Block] = [Heading(2, "Claims"), Paragraph(
-            "Each comparison is a paired per-seed difference of test accuracy (best-on-validation "
-            f"checkpoint), shown as mean [mean ± {first['z']:g}·SE]; equivalence margin "
-            f"±{first['margin']:g} points (rules in `partialkd.claims`). C10 and C11 use the "
-            "students' analyses (Spearman correlations and similarity-matrix correlations, "
-            "unitless); C9 and C12 use the teachers' diagnoses: the students that a "
-            "label-smoothed or a larger teacher produces, and how concentrated each teacher's "
-            "confidence p_t is.")]
+            "Comparisons are of test accuracy (best-on-validation checkpoint), or of test "
+            f"perplexity where a track says so. {first['procedure']} Each claim lists its parts "
+            "with their intervals (rules in `partialkd.claims`). C10 and C11 use the students' "
+            "analyses (Spearman correlations and similarity-matrix correlations, unitless); C9 "
+            "and C12 use the teachers' diagnoses: the students that a label-smoothed or a larger "
+            "teacher produces, and how concentrated each teacher's confidence p_t is.")]
         for track, claims in claims_by_track.items():
             score = SCORES[claims.get("metric", "acc")]
             compared = f"Compared: {claims['scope']}."
@@ -182,7 +208,8 @@ class Report:
                                         "unitless)",
                                         claims_table(claims), wrap="statement")),
                        Bullets(tuple(Bullet(f"**{claim['id']}** ({claim['statement']}): "
-                                            f"**{claim['verdict']}**", tuple(claim["evidence"]))
+                                            f"**{claim['verdict']}**{interval_level(claim)}"
+                                            f"{caveat_text(claim)}", tuple(claim["evidence"]))
                                      for claim in claims["claims"]))]
         return blocks
 
@@ -198,6 +225,7 @@ class Report:
             self.table(Table("synthetic/selected_variants", "the grid points chosen on the "
                              "validation split, with the number of seeds that chose each",
                              selected_variants(summary, teacher), wrap="selected on validation (× seeds)")),
+            *self.sim_degeneracy("synthetic", sim_degeneracy_table(summary, teacher)),
             Paragraph("Choices at the edge of their grid for most seeds (a wider grid in "
                       "`params.yaml` may move them):"),
             Bullets(tuple(map(Bullet, edge_selections(summary, teacher,
@@ -225,15 +253,24 @@ class Report:
             "number for the same architectures and recipe (NOTES §4), where one exists; “Δ” is "
             "best-on-validation minus published. A cell reads “not run” until its jobs have "
             "finished (a teacher given as a file has no run).")]
-        for teacher, student in dict.fromkeys((p["teacher"], p["student"])
-                                              for p in section["students"]["pairs"]):
+        pairs = dict.fromkeys((p["teacher"], p["student"]) for p in section["students"]["pairs"])
+        for teacher, student in pairs:
             blocks += [Heading(3, f"{teacher} → {student}"),
                        self.table(Table(f"{track}/accuracy_{teacher}_{student}",
                                         f"`{teacher}` → `{student}`: {score.label}",
                                         pair_table(summary, section, teacher, student, score, track)))]
+        if degeneracy := self.sim_degeneracy(track, pair_sim_degeneracy_table(summary, pairs)):
+            blocks += [Heading(3, "Similarity targets"), *degeneracy]
         blocks.append(Paragraph("The full table, one row per run (every grid point, `selected` "
                                 f"marking the chosen ones), is `results/{track}/summary.csv`."))
         return blocks + self.figures(track, figures, seeds, score)
+
+    def sim_degeneracy(self, track: str, frame: pd.DataFrame) -> list[Block]:
+        """A `tables.sim_degeneracy_table` (or its per-pair form) of `track`; none without sim
+        students."""
+        if frame.empty:
+            return []
+        return [self.table(Table(f"{track}/sim_degeneracy", SIM_DEGENERACY_CAPTION, frame))]
 
     def figures(self, track: str, figures: Sequence[tuple[str, str]], seeds: int,
                 score: Score = ACCURACY) -> list[Block]:
@@ -246,6 +283,34 @@ class Report:
             "the architectures and schedules, the per-method grids, the validation split, and the "
             "verdict rule of the claims."),
             Code(yaml.safe_dump(self.params, sort_keys=False, width=100), "yaml")]
+
+    def forking_paths(self, sizing: Path) -> list[Block]:
+        """The grids tried while sizing the synthetic study and the verdicts under each, quoted
+        from the sizing record (its section SIZING_SECTION)."""
+        return [Heading(2, "Forking paths"), Paragraph(
+            "The synthetic study's sizes and grids were chosen in recorded sizing runs, before the "
+            f"results above. The grids tried and the verdicts of C5–C7 under each, quoted from "
+            f"`{sizing.name}` (section “{SIZING_SECTION}”, which says which decision rule those "
+            "runs used and what changed between them):"),
+            self.table(Table("synthetic/forking_paths", "grids tried while sizing, and the verdicts "
+                             "then", markdown_table(sizing.read_text(), SIZING_SECTION), wrap="grid"))]
+
+
+SIZING_SECTION = "What the verdicts depend on"
+
+
+def markdown_table(text: str, section: str) -> pd.DataFrame:
+    """The first Markdown table under the `## section` heading of `text`."""
+    lines = text.split(f"## {section}\n", 1)[-1].splitlines() if f"## {section}\n" in text else []
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        raise ValueError(f"no table under '## {section}'")
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return pd.DataFrame(rows[2:], columns=rows[0])  # rows[1] is the |---| rule
 
 
 def provenance_lines(summaries: list[pd.DataFrame]) -> list[str]:
@@ -262,9 +327,11 @@ def provenance_lines(summaries: list[pd.DataFrame]) -> list[str]:
 
 
 def build_report(params: dict[str, Any], results: dict[str, tuple[pd.DataFrame, dict[str, Any]]],
-                 figures: dict[str, Sequence[tuple[str, str]]], tables: str) -> tuple[list[Block], list[Table]]:
+                 figures: dict[str, Sequence[tuple[str, str]]], tables: str,
+                 sizing: Path | None = None) -> tuple[list[Block], list[Table]]:
     """The report's blocks and tables. `results`: per track, (summary, claims); `figures`: per
-    track, (PNG link, LaTeX graphic link) pairs; `tables`: the tables folder's link."""
+    track, (PNG link, LaTeX graphic link) pairs; `tables`: the tables folder's link; `sizing`:
+    the synthetic study's sizing record, quoted in the forking-paths section."""
     report = Report(params, tables)
     blocks: list[Block] = [Paragraph(
         "Generated by the workflow from the results under `results/`; do not edit by hand (re-run "
@@ -275,7 +342,7 @@ def build_report(params: dict[str, Any], results: dict[str, tuple[pd.DataFrame, 
         blocks += (report.synthetic(summary, figures.get(track, ())) if track == "synthetic"
                    else report.image_track(track, summary, figures.get(track, ()),
                                            SCORES[claims.get("metric", "acc")]))
-    blocks += [*report.parameters(), Heading(2, "Provenance"),
+    blocks += [*report.parameters(), *(report.forking_paths(sizing) if sizing else []), Heading(2, "Provenance"),
                Bullets(tuple(map(Bullet, provenance_lines([summary for summary, _ in results.values()]))))]
     return blocks, report.tables
 
@@ -299,6 +366,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, type=Path, help="the Markdown report")
     parser.add_argument("--latex", required=True, type=Path, help="the LaTeX body for main.tex")
     parser.add_argument("--tables", required=True, type=Path, help="the folder of the tables")
+    parser.add_argument("--sizing", type=Path,
+                        help="the synthetic study's sizing record (docs/synthetic-sizing.md)")
     args = parser.parse_args(argv)
     tracks = [track for track, _, _ in args.track]
     for track in tracks:
@@ -320,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     figures: dict[str, list[tuple[str, str]]] = {}
     for track, *pngs in args.figures:
         figures.setdefault(track, []).extend(figure_links(Path(png), base) for png in pngs)
-    blocks, tables = build_report(args.params, results, figures, os.path.relpath(args.tables, base))
+    blocks, tables = build_report(args.params, results, figures, os.path.relpath(args.tables, base),
+                                  args.sizing)
     for table in tables:
         table.write(args.tables)
     for path, text in ((args.latex, render_latex(blocks)), (args.out, render_markdown(TITLE, blocks))):

@@ -6,7 +6,10 @@ On the true class t the loss gradient is the CE gradient q_t − 1 times
 
 with ρ the variant's target: ρ_t = p^τ_t for kd and kd_pt (so both rescale alike), 1/K for ls.
 At τ = 1 and ρ_t = p_t this is w_t = 1 − λ(1 − p_t)/(1 − q_t). Everything here is a pure
-function of logits; w_t is computed twice, from this formula and with autograd.
+function of logits; w_t is computed twice, from this formula and with autograd. The student's
+logits may be any student's: evaluated at a fixed reference student's q (the analyses use the ce
+student of the same seed), w_t varies with the teacher's confidence alone, the paper's sense of
+C10; at the student trained on ρ it also reflects how that student's q follows the teacher.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -31,6 +35,7 @@ Q_TOLERANCE = 1e-6  # examples with 1 − q_t ≤ this are dropped: w_t = 0/0 is
 CHUNK_EXAMPLES = 1024  # examples computed at once: float64 [n, K] copies stay small at K = 10k
 X_LABEL = "teacher confidence on the true class p_t"
 Y_LABEL = "gradient rescaling w_t (KD ÷ CE gradient)"
+SYMLOG_SPAN = 10.0  # a panel whose y limits span more is drawn symlog, linear where |w_t| ≤ 1
 _LINESTYLES = ("-", "--", "-.", ":")  # tell apart methods whose curves coincide (kd, kd_pt)
 
 
@@ -133,27 +138,66 @@ def spearman(frame: pd.DataFrame) -> float:
     return float(np.corrcoef(p_rank, w_rank)[0, 1])
 
 
-def rescaling_figure(frames: dict[str, pd.DataFrame], bins: int = 10) -> Figure:
-    """Binned median w_t against teacher p_t per method, with a shaded 10–90% band; one column;
-    at most `bins` bins, fewer when a method has fewer examples.
-    (The median, not the mean: the 1/(1 − q_t) factor gives w_t heavy tails.)"""
+def rescaling_figure(panels: dict[str, dict[str, pd.DataFrame]], bins: int = 10) -> Figure:
+    """Side by side, one panel per title of `panels` (title -> method -> frame): binned median
+    w_t against teacher p_t per method, with a shaded 10–90% band; at most `bins` bins, fewer
+    when a method has fewer examples; one legend above all panels.
+
+    The median, not the mean, and a robust y range: the 1/(1 − q_t) factor (NOTES §2) gives w_t
+    tails of ±10⁴ where q_t → 1. Each panel's own y axis covers w_t = 1 and every binned
+    median, and the bands only as far as half the medians' span (at least 0.5) beyond
+    (`robust_limits`); it is linear, or symlog (linear for |w_t| ≤ 1) when these limits span more
+    than SYMLOG_SPAN, so that the medians near 1 stay readable beside ones of −10³.
+    """
+    if not panels:
+        raise ValueError("panels: no panel to draw")
     apply_style()
-    figure = Figure(figsize=(COLUMN_WIDTH_IN, 0.8 * COLUMN_WIDTH_IN))
-    axes = figure.subplots()
-    axes.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":", label="CE (w_t = 1)")
-    for position, method in enumerate(ordered_methods(frames)):
-        binned = binned_rescaling(frames[method], min(bins, len(frames[method])))
-        color = METHOD_COLORS.get(method, "0.3")
-        axes.fill_between(binned["p_t_mean"], binned["w_p10"], binned["w_p90"], color=color,
-                          alpha=0.2, linewidth=0)
-        axes.plot(binned["p_t_mean"], binned["w_median"], color=color, label=method,
-                  marker=METHOD_MARKERS.get(method, "o"), markersize=3.5,
-                  linestyle=_LINESTYLES[position % len(_LINESTYLES)])
-    axes.set_xlabel(X_LABEL)
-    axes.set_ylabel(Y_LABEL)
-    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(frames) + 1,
-                frameon=False, handlelength=2.5, columnspacing=1.0)
+    figure = Figure(figsize=(COLUMN_WIDTH_IN * len(panels), 0.8 * COLUMN_WIDTH_IN),
+                    layout="constrained")
+    row = figure.subplots(1, len(panels), squeeze=False)[0]
+    methods = ordered_methods(set().union(*panels.values()))
+    for axes, (title, frames) in zip(row, panels.items()):
+        binned = {method: binned_rescaling(frame, min(bins, len(frame)))
+                  for method, frame in frames.items()}
+        _draw_panel(axes, binned, methods)
+        axes.set_title(title)
+        axes.set_xlabel(X_LABEL)
+    row[0].set_ylabel(Y_LABEL)
+    legend = {label: handle for axes in row for handle, label in zip(*axes.get_legend_handles_labels())}
+    figure.legend(legend.values(), legend.keys(), loc="outside upper center", ncol=len(legend),
+                  frameon=False, handlelength=2.5, columnspacing=1.0)
     return figure
+
+
+def _draw_panel(axes: Axes, binned: dict[str, pd.DataFrame], methods: list[str]) -> None:
+    """The CE line w_t = 1, each method's median curve and band (line style by its position in
+    `methods`, the methods of every panel), and the y scale and limits."""
+    axes.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":", label="CE (w_t = 1)")
+    for method in ordered_methods(binned):
+        color = METHOD_COLORS.get(method, "0.3")
+        axes.fill_between(binned[method]["p_t_mean"], binned[method]["w_p10"],
+                          binned[method]["w_p90"], color=color, alpha=0.2, linewidth=0)
+        axes.plot(binned[method]["p_t_mean"], binned[method]["w_median"], color=color,
+                  label=method, marker=METHOD_MARKERS.get(method, "o"), markersize=3.5,
+                  linestyle=_LINESTYLES[methods.index(method) % len(_LINESTYLES)])
+    if binned:
+        low, high = robust_limits(list(binned.values()))
+        if high - low > SYMLOG_SPAN:
+            axes.set_yscale("symlog", linthresh=1.0)
+        axes.set_ylim(low, high)
+
+
+def robust_limits(binned: list[pd.DataFrame]) -> tuple[float, float]:
+    """y limits over `binned_rescaling` frames: w_t = 1 and every median, widened towards the
+    10–90% bands by at most half the medians' span (at least 0.5), then padded by 5%."""
+    medians = np.concatenate([[1.0], *(frame["w_median"].to_numpy() for frame in binned)])
+    reach = max(0.5 * np.ptp(medians), 0.5)
+    band_low = min(frame["w_p10"].min() for frame in binned)
+    band_high = max(frame["w_p90"].max() for frame in binned)
+    low = min(medians.min(), max(band_low, medians.min() - reach))
+    high = max(medians.max(), min(band_high, medians.max() + reach))
+    pad = max(0.05 * (high - low), 0.05)
+    return float(low - pad), float(high + pad)
 
 
 def _true(values: Tensor, labels: Tensor) -> Tensor:

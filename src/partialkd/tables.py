@@ -7,6 +7,7 @@ the rest (partialkd.latex), so a table reads the same in paper/REPORT.md and pap
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from partialkd.aggregate import ACCURACY, NO_TEACHER, Score, selected_students
-from partialkd.claims import METRIC
 from partialkd.io import atomic_write
 from partialkd.latex import inline
 from partialkd.reference import published
 from partialkd.style import ordered_methods
+from partialkd.targets import SIMILARITY_TARGETS
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ def _alignment(cells: pd.Series) -> str:
     return "r" if filled and all(NUMBER.match(cell) for cell in filled) else "l"
 
 
-def mean_sd(values: pd.Series) -> str:
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
+def mean_sd(values: pd.Series, digits: int = 2) -> str:
+    mean = f"{values.mean():.{digits}f}"
+    return f"{mean} ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else mean
 
 
 def chosen_variants(variants: pd.Series) -> str:
@@ -90,7 +92,7 @@ def accuracy_table(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
         row = {"γ": f"{gamma:g}", "Bayes": f"{100 * at_gamma['bayes_test_acc'].iloc[0]:.2f}",
                "teacher": _teacher_accuracy(summary, teacher, gamma)}
         for method in methods:
-            row[method] = mean_sd(100 * at_gamma.loc[at_gamma["method"] == method, METRIC])
+            row[method] = mean_sd(100 * at_gamma.loc[at_gamma["method"] == method, ACCURACY.column()])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -100,7 +102,7 @@ def _teacher_accuracy(summary: pd.DataFrame, teacher: str, gamma: float) -> str:
         return "= Bayes"
     rows = summary[(summary["role"] == "teacher") & (summary["teacher"] == teacher)
                    & (summary["gamma"] == gamma)]
-    return f"{100 * rows[METRIC].mean():.2f}"
+    return f"{100 * rows[ACCURACY.column()].mean():.2f}"
 
 
 def selected_variants(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
@@ -111,6 +113,42 @@ def selected_variants(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
             for (gamma, method), rows in sorted(students.groupby(["gamma", "method"]),
                                                 key=lambda item: (item[0][0], order[item[0][1]]))]
     return pd.DataFrame(rows)
+
+
+SIM_ENTROPY = "row entropy (1 = uniform)"
+
+
+def sim_degeneracy_table(summary: pd.DataFrame, teacher: str) -> pd.DataFrame:
+    """Per γ and sim method (kd_sim, kd_pt_sim) of the students of `teacher`: the α chosen on
+    validation (× seeds) and the mean ± sd over seeds of the chosen variants' `sim_entropy`, how
+    close to uniform their similarity rows are; at 1 kd_sim is label smoothing and kd_pt_sim is
+    kd_pt (NOTES §2), whatever the class relations."""
+    students = students_of(summary, teacher)
+    return _sim_degeneracy(((f"{gamma:g}", rows) for gamma, rows in students.groupby("gamma")), "γ")
+
+
+def pair_sim_degeneracy_table(summary: pd.DataFrame, pairs: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """`sim_degeneracy_table` per teacher → student pair (the image and language-model tracks)."""
+    students = selected_students(summary)
+    of_pair = {pair: rows for pair, rows in students.groupby(["teacher", "student"])}
+    return _sim_degeneracy(((f"`{teacher}` → `{student}`", of_pair[teacher, student])
+                            for teacher, student in pairs if (teacher, student) in of_pair), "pair")
+
+
+def _sim_degeneracy(conditions: Iterable[tuple[str, pd.DataFrame]], condition: str) -> pd.DataFrame:
+    """One row per condition (label, students) and sim method with selected students."""
+    rows = [{condition: label, "method": method,
+             "α chosen (× seeds)": chosen_variants(chosen["alpha"].map("{:g}".format)),
+             SIM_ENTROPY: _entropy(chosen)}
+            for label, students in conditions for method in SIMILARITY_TARGETS
+            if len(chosen := students[students["method"] == method])]
+    return pd.DataFrame(rows, columns=[condition, "method", "α chosen (× seeds)", SIM_ENTROPY])
+
+
+def _entropy(students: pd.DataFrame) -> str:
+    """Mean ± sd of the recorded `sim_entropy` ('not recorded' for runs from before it was)."""
+    values = students.get("sim_entropy", pd.Series(dtype=float)).dropna()
+    return mean_sd(values, digits=3) if len(values) else "not recorded"
 
 
 def pair_table(summary: pd.DataFrame, section: dict[str, Any], teacher: str, student: str,
@@ -159,9 +197,19 @@ def effect_range(evidence: list[str]) -> str:
     return f"{low}{unit}" if low == high else f"{low} to {high}{unit}"
 
 
+def part_counts(verdicts: list[str]) -> str:
+    """How many parts of a claim got each verdict, e.g. '2 holds, 1 inconclusive'."""
+    counts = pd.Series(verdicts, dtype=object).value_counts(sort=False)
+    return ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+
+
 def claims_table(claims: dict[str, Any]) -> pd.DataFrame:
-    """One row per claim of a track's claims.json: id, statement, verdict and its effect range."""
+    """One row per claim of a track's claims.json: id, statement, verdict, its parts' verdicts
+    and its effect range."""
     return pd.DataFrame([{"claim": claim["id"], "statement": claim["statement"],
-                          "verdict": claim["verdict"], "effect (min to max)": effect_range(claim["evidence"])}
+                          "verdict": claim["verdict"] + (" (caveat: near-uniform sim target)"
+                                                         if claim.get("caveats") else ""),
+                          "parts": part_counts(claim.get("parts", [])),
+                          "effect (min to max)": effect_range(claim["evidence"])}
                          for claim in claims["claims"]],
-                        columns=["claim", "statement", "verdict", "effect (min to max)"])
+                        columns=["claim", "statement", "verdict", "parts", "effect (min to max)"])

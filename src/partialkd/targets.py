@@ -8,6 +8,7 @@ t the true class.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -117,6 +118,33 @@ def class_similarity(class_weights: Tensor, alpha: float, rows: Tensor | None = 
         return torch.softmax(unit @ unit.T / alpha, dim=1)
     classes, inverse = rows.unique(return_inverse=True)
     return torch.softmax(unit[classes] @ unit.T / alpha, dim=1)[inverse]
+
+
+# The targets built from rows of S, and whether they drop the true class from the row (NOTES §2).
+SIMILARITY_TARGETS = {"kd_sim": False, "kd_pt_sim": True}
+
+
+def similarity_entropy(
+    class_weights: Tensor, alpha: float, *, exclude_true: bool, chunk: int = 512
+) -> float:
+    """Mean over classes t of the normalised entropy of the similarity row a sim target uses
+    (NOTES §2), 1 = uniform: kd_sim's S_t, H(S_t)/log K; with `exclude_true` (kd_pt_sim), its
+    split of the wrong classes' mass, S_tj/Σ_{j≠t} S_tj over j ≠ t, H/log(K−1), which is 1 when
+    K = 2 (kd_pt_sim is kd_pt then). Rows are computed `chunk` at a time in float64: S of a
+    10k-word vocabulary is never held whole."""
+    weights = class_weights.detach().double()
+    num_classes = weights.shape[0]
+    support = num_classes - exclude_true
+    if support == 1:
+        return 1.0
+    total = 0.0
+    for rows in torch.arange(num_classes, device=weights.device).split(chunk):
+        similarity = class_similarity(weights, alpha, rows)
+        if exclude_true:
+            similarity = similarity.scatter(1, rows[:, None], 0.0)
+            similarity = similarity / similarity.sum(1, keepdim=True)
+        total += float(torch.special.entr(similarity).sum())
+    return total / (num_classes * math.log(support))
 
 
 def check_labels(labels: Tensor, num_classes: int) -> Tensor:

@@ -26,7 +26,7 @@ from partialkd.io import save_json, save_torch
 from partialkd.models import StackedMLP
 from partialkd.prepare import derived_seed
 from partialkd.provenance import provenance
-from partialkd.targets import distils
+from partialkd.targets import SIMILARITY_TARGETS, distils, similarity_entropy
 from partialkd.trained import Network, teacher_network
 from partialkd.training import FitResult, Objective, TrainConfig, fit
 
@@ -57,15 +57,18 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: TrainConfig,
                  on_epoch_end)
     arch = {"num_models": len(variants), "in_dim": splits["train"].x.shape[1],
             "hidden": list(config.hidden), "num_classes": dataset.num_classes}
-    return save_run(out_dir, arch, variants, fingerprint, result, dataset, tags)
+    class_weights = None if teacher_model is None else teacher_model.class_weights
+    return save_run(out_dir, arch, variants, fingerprint, result, dataset, class_weights, tags)
 
 
 def save_run(out_dir: Path, arch: dict[str, Any], variants: list[Variant], fingerprint: dict[str, Any],
-             result: FitResult, dataset: Dataset, tags: dict[str, str] | None) -> dict[str, Any]:
-    """Write a finished run's model.pt and metrics.json, drop its resume checkpoint; the metrics."""
+             result: FitResult, dataset: Dataset, class_weights: Tensor | None,
+             tags: dict[str, str] | None) -> dict[str, Any]:
+    """Write a finished run's model.pt and metrics.json, drop its resume checkpoint; the metrics.
+    `class_weights`: the teacher's class vectors (None without a teacher), for `sim_entropy`."""
     save_torch({"arch": arch, "variants": fingerprint["variants"], "final_state": result.final_state,
                 "best_state": result.best_state, "fingerprint": fingerprint}, out_dir / "model.pt")
-    metrics = {"tags": tags or {}, **_metrics(variants, result, fingerprint, dataset)}
+    metrics = {"tags": tags or {}, **_metrics(variants, result, fingerprint, dataset, class_weights)}
     save_json(metrics, out_dir / "metrics.json")
     (out_dir / "resume.pt").unlink(missing_ok=True)
     return metrics
@@ -105,14 +108,25 @@ def _objective(variants: list[Variant], teacher: Network | None, train: Split,
 
 
 def _metrics(variants: list[Variant], result: FitResult, fingerprint: dict[str, Any],
-             dataset: Dataset) -> dict[str, Any]:
+             dataset: Dataset, class_weights: Tensor | None) -> dict[str, Any]:
     rows = [{**variant.to_dict(), "label": variant.label,
+             "sim_entropy": sim_entropy(variant, class_weights),
              "last": {"epoch": fingerprint["config"]["epochs"], **_pick(result.last, i)},
              "best": {"epoch": int(result.best_epoch[i]), **_pick(result.best, i)}}
             for i, variant in enumerate(variants)]
     return {"variants": rows, "selected": _select_per_method(rows),
             "config": fingerprint, "dataset": dataset.meta,
             "provenance": {**provenance(), "seconds_per_epoch": result.seconds_per_epoch}}
+
+
+def sim_entropy(variant: Variant, class_weights: Tensor | None) -> float | None:
+    """How close to uniform the similarity rows of a kd_sim or kd_pt_sim variant are
+    (`targets.similarity_entropy`, 1 = uniform); None for the other methods."""
+    if variant.method not in SIMILARITY_TARGETS:
+        return None
+    assert class_weights is not None, "guaranteed by require_teacher"
+    return similarity_entropy(class_weights, dict(variant.params)["alpha"],
+                              exclude_true=SIMILARITY_TARGETS[variant.method])
 
 
 def _pick(metrics: dict[str, dict[str, Tensor]], index: int) -> dict[str, dict[str, float]]:

@@ -68,7 +68,7 @@ def run(index: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainC
     loop = loader_loop(model, data, objective, config, generator, placement)
     result = run_epochs(loop, config.epochs, out_dir / "resume.pt", fingerprint, on_epoch_end)
     arch = {"family": FAMILY, "name": config.arch, "num_classes": dataset.num_classes, **asdict(size)}
-    return save_run(out_dir, arch, variants, fingerprint, result, dataset, tags)
+    return save_run(out_dir, arch, variants, fingerprint, result, dataset, objective.class_weights, tags)
 
 
 def _check_teacher(variants: list[Variant], teacher: str | Path | None, teacher_arch: str | None) -> None:

@@ -52,7 +52,7 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainCo
                       objective, config, generator, placement)
     result = run_epochs(loop, config.epochs, out_dir / "resume.pt", fingerprint, on_epoch_end)
     arch = {"family": "image", "name": config.arch, "num_classes": dataset.num_classes}
-    return save_run(out_dir, arch, variants, fingerprint, result, dataset, tags)
+    return save_run(out_dir, arch, variants, fingerprint, result, dataset, objective.class_weights, tags)
 
 
 def seeded_model(arch: str, num_classes: int, seed: int,

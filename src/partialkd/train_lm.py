@@ -56,7 +56,7 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: LMTrainConfi
     loop = lm_loop(model, dataset.splits, objective, config, generator, placement)
     result = run_epochs(loop, config.epochs, Path(out_dir) / "resume.pt", fingerprint, on_epoch_end)
     arch = {"family": "lm", "name": config.arch, "num_classes": dataset.num_classes}
-    return save_run(Path(out_dir), arch, variants, fingerprint, result, dataset, tags)
+    return save_run(Path(out_dir), arch, variants, fingerprint, result, dataset, objective.class_weights, tags)
 
 
 def seeded_lm(arch: str, num_classes: int, seed: int) -> torch.nn.Module:

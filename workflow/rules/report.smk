@@ -22,7 +22,9 @@ rule synthetic_claims:
         "logs/synthetic/claims.log",
     shell:
         "python -m partialkd.claims --summary {input.summary} --teacher {params.claims[teacher]}"
-        " --analyses {input.analyses} --diagnoses {input.diagnoses} --z {params.claims[z]}"
+        " --analyses {input.analyses} --diagnoses {input.diagnoses}"
+        " --confidence {params.claims[confidence]} --correction {params.claims[correction]}"
+        " --uniform-entropy {params.claims[uniform_entropy]}"
         " --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
@@ -42,12 +44,15 @@ rule image_claims:
         pairs=lambda w: full_matrix_pairs(w.track),
         diagnoses=lambda w, input: f"--diagnoses {input.diagnoses}" if input.diagnoses else "",
         score=lambda w: TRACK_SCORE.get(w.track, "acc"),
+        margin=lambda w: config["claims"]["margin_ppl" if TRACK_SCORE.get(w.track) == "ppl" else "margin"],
     log:
         "logs/{track}/claims.log",
     shell:
         "python -m partialkd.claims --summary {input.summary} {params.pairs}"
-        " --analyses {input.analyses} {params.diagnoses} --metric {params.score} --z {params.claims[z]}"
-        " --margin {params.claims[margin]} --out {output} 2> {log}"
+        " --analyses {input.analyses} {params.diagnoses} --metric {params.score}"
+        " --confidence {params.claims[confidence]} --correction {params.claims[correction]}"
+        " --uniform-entropy {params.claims[uniform_entropy]}"
+        " --margin {params.margin} --out {output} 2> {log}"
 
 
 rule track_figure:
@@ -85,10 +90,11 @@ rule report:
                                          for track in TRACKS),
         figures=lambda w, input: " ".join(f"--figures {track} {' '.join(input[f'{track}_figures'])}"
                                           for track in TRACKS if input[f"{track}_figures"]),
+        sizing=lambda w, input: f"--sizing {input.sizing}" if input.sizing else "",
     log:
         "logs/report.log",
     shell:
-        "python -m partialkd.report {params.tracks} {params.figures} --params {params.parameters:q}"
+        "python -m partialkd.report {params.tracks} {params.figures} {params.sizing} --params {params.parameters:q}"
         " --out {output.markdown} --latex {output.latex} --tables {output.tables} 2> {log}"
 
 
