@@ -57,6 +57,9 @@ def test_the_matrix_runs_down_to_the_report(finished: Path) -> None:
     for _, rows in topk.groupby("seed"):
         assert rows.loc[rows["selected"], "best_valid_acc"].iloc[0] == rows["best_valid_acc"].max()
     assert summary["best_test_acc"].between(0, 1).all()
+    # every image run records its peak test accuracy over the epochs (the peers' protocol number)
+    assert (summary["peak_test_acc"] >= summary["best_test_acc"]).all()
+    assert summary["peak_epoch"].between(1, summary["epochs"]).all()
     selected = pd.read_csv(finished / "results/cifar100/selected.csv")
     assert len(selected) == 8 and selected["selected"].all()
     report = (finished / "paper/REPORT.md").read_text()
@@ -65,6 +68,7 @@ def test_the_matrix_runs_down_to_the_report(finished: Path) -> None:
         assert f"**{claim}**" in report
     assert "Compared: per teacher→student pair: small→resnet8." in report
     assert "### small → resnet8" in report and "### small_ls → resnet8" in report
+    assert "| Δ (ours) | peak test over epochs | Δ (peers' protocol) |" in report
     assert "## Synthetic study" not in report
 
 

@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ from conftest import (assert_same_run, assert_same_tensors, interrupt_after, kil
 import partialkd.grid as grid_module
 import partialkd.image_training as image_training
 import partialkd.train_images as train_images
+from partialkd.aggregate import summarise
 from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
 from partialkd.grid import expand_grid
 from partialkd.image_models import build_image_model, classifier
@@ -509,10 +511,11 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, image_data, te
     assert_same_run(reference, out)
 
 
-def test_best_epoch_survives_a_resume_and_ties_keep_the_first(tmp_path, image_data, monkeypatch):
-    """Scripted validation accuracies 0.9, 0.5, 0.9: the best epoch is 1 (a tie later does not
-    replace it), also when the run is interrupted after epoch 1 and resumed."""
-    scripted = iter([0.9, 0.5, 0.9])
+def test_best_and_peak_epochs_survive_a_resume_and_ties_keep_the_first(tmp_path, image_data, monkeypatch):
+    """Scripted validation accuracies 0.9, 0.5, 0.9 and test accuracies 0.8, 0.4, 0.8: the best
+    epoch and the peak test epoch are 1 (a tie later does not replace them), also when the run is
+    interrupted after epoch 1 and resumed."""
+    scripted = iter([0.9, 0.8, 0.5, 0.4, 0.9, 0.8])  # per epoch: validation, then test
     monkeypatch.setattr(image_training, "accuracy", lambda logits, truth: torch.tensor([next(scripted)]))
     config = image_config(epochs=3)
     out = tmp_path / "run"
@@ -522,6 +525,7 @@ def test_best_epoch_survives_a_resume_and_ties_keep_the_first(tmp_path, image_da
     metrics = run(image_data, {"ce": {}}, config, out)
     (variant,) = metrics["variants"]
     assert variant["best"]["epoch"] == 1 and variant["last"]["epoch"] == 3
+    assert variant["peak"] == {"epoch": 1, "test": {"acc": pytest.approx(0.8)}}
     saved = load_checkpoint(out / "model.pt")
     assert_same_tensors(saved["best_state"], after_first)
     assert not torch.equal(saved["final_state"]["fc.weight"], after_first["fc.weight"])
@@ -703,7 +707,7 @@ def test_history_records_images_per_second_and_the_schedule(student_run):
         history = snapshot["history"]
         assert [entry["epoch"] for entry in history] == list(range(1, snapshot["epoch"] + 1))
         entry = history[-1]
-        assert set(entry) == {"epoch", "seconds", "loss", "valid_acc", "images_per_second"}
+        assert set(entry) == {"epoch", "seconds", "loss", "valid_acc", "test_acc", "images_per_second"}
         assert entry["seconds"] > 0 and len(entry["loss"]) == 1 and math.isfinite(entry["loss"][0])
         assert entry["images_per_second"] == pytest.approx(SIZES["train"] / entry["seconds"])
         (group,) = snapshot["param_groups"]
@@ -720,6 +724,26 @@ def test_history_records_images_per_second_and_the_schedule(student_run):
     assert variant["last"]["valid"]["acc"] == pytest.approx(valid[-1], abs=1e-7)
     seconds = [entry["seconds"] for entry in history]
     assert metrics["provenance"]["seconds_per_epoch"] == pytest.approx(sum(seconds) / len(seconds))
+
+
+def test_peak_is_the_best_per_epoch_test_accuracy_and_the_summary_carries_it(student_run, tmp_path):
+    out, metrics, snapshots = student_run
+    test = [entry["test_acc"][0] for entry in snapshots[-1]["history"]]
+    (variant,) = metrics["variants"]
+    assert variant["peak"] == {"epoch": test.index(max(test)) + 1, "test": {"acc": max(test)}}
+    assert variant["peak"]["test"]["acc"] >= variant["best"]["test"]["acc"]
+    # Each epoch's number is the test split's accuracy of that epoch's weights.
+    for when in ("best", "last"):
+        assert test[variant[when]["epoch"] - 1] == pytest.approx(variant[when]["test"]["acc"], abs=1e-7)
+
+    (row,) = summarise([out / "metrics.json"]).to_dict("records")
+    assert row["peak_test_acc"] == variant["peak"]["test"]["acc"]
+    assert row["peak_epoch"] == variant["peak"]["epoch"]
+    unrecorded = read_json(out / "metrics.json")  # a trainer that records no per-epoch test accuracy
+    del unrecorded["variants"][0]["peak"]
+    (tmp_path / "metrics.json").write_text(json.dumps(unrecorded))
+    (row,) = summarise([tmp_path / "metrics.json"]).to_dict("records")
+    assert pd.isna(row["peak_test_acc"]) and pd.isna(row["peak_epoch"])
 
 
 def _eval_logits(model: torch.nn.Module, split: Split) -> torch.Tensor:

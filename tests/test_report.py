@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from partialkd.document import TableBlock
+from partialkd.aggregate import SCORES
+from partialkd.document import Paragraph, TableBlock
 from partialkd.report import Report, edge_selections
 from partialkd.tables import (accuracy_table, pair_sim_degeneracy_table, pair_table, selected_variants,
                               sim_degeneracy_table, to_markdown)
@@ -42,26 +43,69 @@ CIFAR = {"teachers": {"resnet56": {"arch": "resnet56", "target": {"ce": {}}},
 
 
 def cifar_rows() -> pd.DataFrame:
+    """A teacher and two seeds of ce and kd students; each run's peak test accuracy over the epochs
+    lies above its best-on-validation one (by 0.5 points for the teacher and ce, 1 for kd)."""
     rows = [{"role": "teacher", "teacher": "resnet56", "student": "resnet56", "seed": 0, "method": "ce",
-             "variant": "ce", "best_test_acc": 0.72, "last_test_acc": 0.71, "selected": True}]
+             "variant": "ce", "best_test_acc": 0.72, "last_test_acc": 0.71, "peak_test_acc": 0.725,
+             "selected": True}]
     for seed, (ce, kd, kd_ls) in enumerate([(0.69, 0.70, 0.60), (0.71, 0.72, 0.62)]):
-        for teacher, method, acc in (("none", "ce", ce), ("resnet56", "kd", kd), ("resnet56_ls", "kd", kd_ls)):
+        for teacher, method, acc, peak in (("none", "ce", ce, ce + 0.005), ("resnet56", "kd", kd, kd + 0.01),
+                                           ("resnet56_ls", "kd", kd_ls, kd_ls)):
             rows.append({"role": "student", "teacher": teacher, "student": "resnet20", "seed": seed,
                          "method": method, "variant": f"{method}-x", "best_test_acc": acc,
-                         "last_test_acc": acc - 0.01, "selected": True})
+                         "last_test_acc": acc - 0.01, "peak_test_acc": peak, "selected": True})
     return pd.DataFrame(rows)
 
 
+PAIR_COLUMNS = ["model", "runs", "last epoch", "best on valid", "published", "Δ (ours)"]
+PEERS_COLUMNS = ["peak test over epochs", "Δ (peers' protocol)"]
+
+
 def test_pair_table_stands_beside_the_published_numbers() -> None:
-    table = pair_table(cifar_rows(), CIFAR, "resnet56", "resnet20").set_index("model")
+    table = pair_table(cifar_rows(), CIFAR, "resnet56", "resnet20")
+    assert list(table.columns) == [*PAIR_COLUMNS, *PEERS_COLUMNS, "chosen on valid (× seeds)"]
+    table = table.set_index("model")
     assert list(table.index) == ["teacher", "ce", "kd", "kd_pt"]
     assert table.loc["teacher", "best on valid"] == "72.00" and table.loc["teacher", "published"] == "72.34"
-    assert table.loc["teacher", "Δ"] == "-0.34"
+    assert table.loc["teacher", "Δ (ours)"] == "-0.34"
     assert table.loc["ce", "best on valid"] == "70.00 ± 1.41" and table.loc["ce", "last epoch"] == "69.00 ± 1.41"
-    assert table.loc["ce", "published"] == "69.06" and table.loc["ce", "Δ"] == "+0.94"
+    assert table.loc["ce", "published"] == "69.06" and table.loc["ce", "Δ (ours)"] == "+0.94"
     assert table.loc["kd", "best on valid"] == "71.00 ± 1.41" and table.loc["kd", "published"] == "70.66"
+    assert table.loc["kd", "Δ (ours)"] == "+0.34"
     assert table.loc["kd_pt", "best on valid"] == "not run" and table.loc["kd_pt", "published"] == ""
     assert table.loc["kd", "chosen on valid (× seeds)"] == "kd-x ×2"
+
+
+def test_pair_table_compares_our_peak_test_accuracy_under_the_peers_protocol() -> None:
+    """The peak over epochs (the published numbers' protocol) and its own Δ, beside ours."""
+    table = pair_table(cifar_rows(), CIFAR, "resnet56", "resnet20").set_index("model")
+    peaks = table[PEERS_COLUMNS].to_dict("index")
+    assert peaks == {"teacher": {"peak test over epochs": "72.50", "Δ (peers' protocol)": "+0.16"},
+                     "ce": {"peak test over epochs": "70.50 ± 1.41", "Δ (peers' protocol)": "+1.44"},
+                     "kd": {"peak test over epochs": "72.00 ± 1.41", "Δ (peers' protocol)": "+1.34"},
+                     "kd_pt": {"peak test over epochs": "not run", "Δ (peers' protocol)": ""}}
+
+
+def test_pair_table_of_runs_without_a_recorded_peak_says_so() -> None:
+    rows = cifar_rows()
+    rows.loc[rows["method"] == "kd", "peak_test_acc"] = float("nan")
+    table = pair_table(rows, CIFAR, "resnet56", "resnet20").set_index("model")
+    assert table.loc["kd", "peak test over epochs"] == "not recorded"
+    assert table.loc["kd", "Δ (peers' protocol)"] == ""
+    assert table.loc["ce", "Δ (peers' protocol)"] == "+1.44"
+    older = pair_table(cifar_rows().drop(columns="peak_test_acc"), CIFAR, "resnet56", "resnet20")
+    assert set(older["peak test over epochs"]) == {"not recorded", "not run"}
+
+
+def test_pair_table_of_a_track_without_the_peers_protocol_has_no_peak_columns() -> None:
+    ptb = {"teachers": {"medium": {"arch": "medium", "target": {"ce": {}}}},
+           "students": {"pairs": [{"teacher": "medium", "student": "small"}]}, "methods": {"ce": {}}}
+    rows = pd.DataFrame([{"role": role, "teacher": teacher, "student": "small", "seed": 0, "method": "ce",
+                          "variant": "ce", "best_test_ppl": ppl, "last_test_ppl": ppl + 1, "selected": True}
+                         for role, teacher, ppl in (("teacher", "medium", 84.0), ("student", "none", 117.0))])
+    table = pair_table(rows, ptb, "medium", "small", SCORES["ppl"], "ptb")
+    assert list(table.columns) == [*PAIR_COLUMNS, "chosen on valid (× seeds)"]
+    assert table["Δ (ours)"].tolist() == ["+1.30", "+2.50"]
 
 
 def test_pair_table_of_a_label_smoothed_teacher_has_no_published_numbers() -> None:
@@ -132,3 +176,36 @@ def test_the_track_sections_show_the_sim_degeneracy_table_when_there_are_sim_stu
                                                     for row in sim_rows()])])
     params = {"cifar100": {**CIFAR, "data": {"valid_size": 100}}}
     assert "cifar100/sim_degeneracy" in table_stems(Report(params, "tables").image_track("cifar100", cifar, ()))
+
+
+def track_paragraph(track: str, section: dict, summary_table: pd.DataFrame, score=SCORES["acc"]) -> str:
+    """The text of an image track's opening paragraph."""
+    blocks = Report({track: section}, "tables").image_track(track, summary_table, (), score)
+    return next(block.text for block in blocks if isinstance(block, Paragraph))
+
+
+def test_the_image_track_states_how_its_protocol_differs_from_the_published_one() -> None:
+    text = track_paragraph("cifar100", {**CIFAR, "data": {"valid_size": 5000}}, cifar_rows())
+    assert ("under another protocol: we train on 45,000 of the 50,000 training images and report the "
+            "best-on-validation checkpoint; the published numbers come from training on all 50,000 "
+            "training images and reporting the best test accuracy over the epochs.") in text
+    assert "“Δ (ours)” is best-on-validation minus published." in text
+    assert ("“peak test over epochs” is the best of the same runs' test accuracies recorded after "
+            "every epoch (never used for selection here)") in text
+    assert "“Δ (peers' protocol)” is it minus published" in text
+    assert "same architectures and recipe" not in text
+    other_split = track_paragraph("cifar100", {**CIFAR, "data": {"valid_size": 100}}, cifar_rows())
+    assert "we train on 49,900 of the 50,000 training images" in other_split
+
+
+def test_a_track_without_the_peers_protocol_keeps_the_plain_comparison() -> None:
+    ptb = {"teachers": {"medium": {"arch": "medium", "target": {"ce": {}}}}, "methods": {"ce": {}},
+           "students": {"seeds": [0], "pairs": [{"teacher": "medium", "student": "small"}]},
+           "data": {"valid_size": 1}}
+    rows = pd.DataFrame([{"role": "teacher", "teacher": "medium", "student": "small", "seed": 0,
+                          "method": "ce", "variant": "ce", "best_test_ppl": 84.0, "last_test_ppl": 85.0,
+                          "selected": True}])
+    text = track_paragraph("ptb", ptb, rows, SCORES["ppl"])
+    assert ("“published” is the published number for the same architectures and recipe (NOTES §4), "
+            "where one exists; “Δ (ours)” is best-on-validation minus published.") in text
+    assert "peak" not in text and "protocol" not in text

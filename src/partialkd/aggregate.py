@@ -2,11 +2,14 @@
 
 One row per variant of each run (a synthetic run trains a stack of variants, an image run one):
 its hyperparameters, for kd_sim and kd_pt_sim how uniform their similarity rows are
-(`sim_entropy`, 1 = uniform), and its metrics at the best-on-validation epoch (`best_*`) and at
-the last epoch (`last_*`); accuracies are fractions, NLL in nats. Per seed and method (and teacher,
-student, γ), the variant with the best validation score (`--select-by`: accuracy by default,
-or a score where lower is better, like perplexity) is marked `selected`: it represents its
-method in tables, figures and claims.
+(`sim_entropy`, 1 = uniform), its metrics at the best-on-validation epoch (`best_*`) and at
+the last epoch (`last_*`), and its best test accuracy over the epochs with that epoch
+(`peak_test_acc`, `peak_epoch`: the public benchmarks' protocol number, never used for
+selection; empty where the trainer does not record it: the synthetic, Fashion-MNIST student and
+language-model trainers); accuracies are fractions, NLL in nats. Per seed and method (and
+teacher, student, γ), the variant with the best validation score (`--select-by`: accuracy by
+default, or a score where lower is better, like perplexity) is marked `selected`: it represents
+its method in tables, figures and claims.
 """
 from __future__ import annotations
 
@@ -89,6 +92,8 @@ def _variant_row(variant: dict[str, Any]) -> dict[str, Any]:
     row.update({name: variant.get(name) for name in HYPERPARAMETERS})
     row["sim_entropy"] = variant.get("sim_entropy")  # kd_sim, kd_pt_sim (`train.sim_entropy`)
     row["best_epoch"] = variant["best"]["epoch"]
+    peak = variant.get("peak", {})  # `training.peak_test`
+    row["peak_epoch"], row["peak_test_acc"] = peak.get("epoch"), peak.get("test", {}).get("acc")
     for when in ("best", "last"):
         for split in ("valid", "test"):
             for name, value in variant[when][split].items():

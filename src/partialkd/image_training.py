@@ -13,6 +13,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -159,7 +160,8 @@ def sgd_loop(model: nn.Module, data: dict[str, DeviceImages], objective: ImageOb
              config: ImageTrainConfig, generator: torch.Generator, placement: Placement,
              scores: Callable[[Tensor, Tensor, int], dict[str, Tensor]]) -> Loop:
     """The `Loop` of `sgd_epoch`s on data["train"], each split scored by `scores(logits, labels,
-    num_classes)`; `data` holds DeviceImages or splits that serve the same batches
+    num_classes)` and its accuracy alone after every epoch on "valid" (selection) and "test"
+    (recorded, never selecting); `data` holds DeviceImages or splits that serve the same batches
     (`imagenet.FolderImages`)."""
     optimizer, schedule = sgd_with_steps(model, config)
 
@@ -171,8 +173,8 @@ def sgd_loop(model: nn.Module, data: dict[str, DeviceImages], objective: ImageOb
     def logits(split: str) -> Tensor:
         return predict(model, data[split], config.eval_batch_size, placement)
 
-    def valid_accuracy() -> Tensor:
-        return accuracy(logits("valid")[None], F.one_hot(data["valid"].labels, objective.num_classes))
+    def split_accuracy(split: str) -> Tensor:
+        return accuracy(logits(split)[None], F.one_hot(data[split].labels, objective.num_classes))
 
     def evaluate() -> dict[str, dict[str, Tensor]]:
         return {split: {name: value.cpu() for name, value in
@@ -180,7 +182,8 @@ def sgd_loop(model: nn.Module, data: dict[str, DeviceImages], objective: ImageOb
                 for split in EVAL_SPLITS}
 
     return Loop(model, optimizer, schedule, generator, [objective.variant.label], len(data["train"]),
-                "images", train_epoch, valid_accuracy, evaluate)
+                "images", train_epoch, partial(split_accuracy, "valid"), evaluate,
+                test_accuracy=partial(split_accuracy, "test"))
 
 
 def sgd_with_steps(model: nn.Module, config: ImageTrainConfig

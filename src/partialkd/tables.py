@@ -17,7 +17,7 @@ import pandas as pd
 from partialkd.aggregate import ACCURACY, NO_TEACHER, Score, selected_students
 from partialkd.io import atomic_write
 from partialkd.latex import inline
-from partialkd.reference import published
+from partialkd.reference import PEERS_TRAIN_IMAGES, published
 from partialkd.style import ordered_methods
 from partialkd.targets import SIMILARITY_TARGETS
 
@@ -151,13 +151,20 @@ def _entropy(students: pd.DataFrame) -> str:
     return mean_sd(values, digits=3) if len(values) else "not recorded"
 
 
+PEAK = "peak test over epochs"  # our runs' number under the published numbers' protocol
+DELTA_OURS, DELTA_PEERS = "Δ (ours)", "Δ (peers' protocol)"
+
+
 def pair_table(summary: pd.DataFrame, section: dict[str, Any], teacher: str, student: str,
                score: Score = ACCURACY, track: str = "cifar100") -> pd.DataFrame:
     """One teacher → student pair of an image track (params.yaml section `track`): the teacher
-    and each method of the pair's matrix, by `score`, beside the published numbers."""
+    and each method of the pair's matrix, by `score`, beside the published numbers; on a track
+    whose published numbers follow another protocol (`reference.PEERS_TRAIN_IMAGES`), also our
+    peak test score over the epochs, that protocol's number, and its Δ."""
     reference = published(track, section, teacher, student)
+    peers = track in PEERS_TRAIN_IMAGES
     teacher_rows = summary[(summary["role"] == "teacher") & (summary["teacher"] == teacher)]
-    rows = [_accuracy_row("teacher", teacher_rows, reference.get("teacher"), score)]
+    rows = [_accuracy_row("teacher", teacher_rows, reference.get("teacher"), score, peers)]
     students = selected_students(summary)
     students = students[(students["student"] == student)
                         & students["teacher"].isin([teacher, NO_TEACHER])]
@@ -165,19 +172,39 @@ def pair_table(summary: pd.DataFrame, section: dict[str, Any], teacher: str, stu
                    if (p["teacher"], p["student"]) == (teacher, student))
     for method in ordered_methods(methods):
         rows.append(_accuracy_row(method, students[students["method"] == method], reference.get(method),
-                                  score))
+                                  score, peers))
     return pd.DataFrame(rows)
 
 
 def _accuracy_row(name: str, rows: pd.DataFrame, published: float | None,
-                  score: Score = ACCURACY) -> dict[str, str]:
+                  score: Score = ACCURACY, peers: bool = False) -> dict[str, str]:
+    """A pair table's row of `rows` (one per seed); with `peers`, the peak test columns too."""
     best = score.points(rows[score.column()])
-    return {"model": name, "runs": str(len(rows)),
-            "last epoch": mean_sd(score.points(rows[score.column("last")])) if len(rows) else "not run",
-            "best on valid": mean_sd(best) if len(rows) else "not run",
-            "published": "" if published is None else f"{published:.2f}",
-            "Δ": "" if published is None or not len(rows) else f"{best.mean() - published:+.2f}",
-            "chosen on valid (× seeds)": chosen_variants(rows["variant"])}
+    row = {"model": name, "runs": str(len(rows)),
+           "last epoch": mean_sd(score.points(rows[score.column("last")])) if len(rows) else "not run",
+           "best on valid": mean_sd(best) if len(rows) else "not run",
+           "published": "" if published is None else f"{published:.2f}",
+           DELTA_OURS: _delta(best, published)}
+    if peers:
+        row.update(_peak_cells(rows, published, score))
+    return {**row, "chosen on valid (× seeds)": chosen_variants(rows["variant"])}
+
+
+def _peak_cells(rows: pd.DataFrame, published: float | None, score: Score) -> dict[str, str]:
+    """Mean ± sd of the rows' peak test score over the epochs and its Δ against `published`
+    ("not recorded" for runs from before it was, or from a trainer that does not record it)."""
+    column = score.column("peak")
+    if not len(rows):
+        return {PEAK: "not run", DELTA_PEERS: ""}
+    if column not in rows or rows[column].isna().any():
+        return {PEAK: "not recorded", DELTA_PEERS: ""}
+    peak = score.points(rows[column])
+    return {PEAK: mean_sd(peak), DELTA_PEERS: _delta(peak, published)}
+
+
+def _delta(points: pd.Series, published: float | None) -> str:
+    """The mean of `points` minus the published number ('' without either)."""
+    return "" if published is None or not len(points) else f"{points.mean() - published:+.2f}"
 
 
 # The mean of an interval in a claim's evidence, as partialkd.claims.Interval.text writes it:

@@ -3,8 +3,10 @@
 A teacher is a run with the grid {"ce": {}} and no teacher; students get `--teacher` (a
 teacher run's model.pt, or 'oracle') and a grid of methods. Outputs in `--out-dir`:
 `model.pt` (final and best-on-validation weights of every variant), `metrics.json` (per variant
-and the validation-selected variant of each method, with the configuration and provenance) and,
-while running, `resume.pt`.
+its metrics at the best-on-validation and the last epoch, and, from the trainers that record the
+test accuracy after every epoch (the image tracks'), `peak`: {"epoch": E, "test": {"acc": a}},
+the best test accuracy over the epochs, never used for selection; the validation-selected
+variant of each method; the configuration and provenance) and, while running, `resume.pt`.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from partialkd.prepare import derived_seed
 from partialkd.provenance import provenance
 from partialkd.targets import SIMILARITY_TARGETS, distils, similarity_entropy
 from partialkd.trained import Network, teacher_network
-from partialkd.training import FitResult, Objective, TrainConfig, fit
+from partialkd.training import FitResult, Objective, TrainConfig, fit, peak_test
 
 # Purposes of the seeds derived from a run's seed (the data splits use their own keys).
 SUBSET_SEED, ORDER_SEED, INIT_SEED = 101, 102, 103
@@ -114,6 +116,9 @@ def _metrics(variants: list[Variant], result: FitResult, fingerprint: dict[str, 
              "last": {"epoch": fingerprint["config"]["epochs"], **_pick(result.last, i)},
              "best": {"epoch": int(result.best_epoch[i]), **_pick(result.best, i)}}
             for i, variant in enumerate(variants)]
+    for i, row in enumerate(rows):
+        if (peak := peak_test(result.history, i)) is not None:  # the loops that record it
+            row["peak"] = peak
     return {"variants": rows, "selected": _select_per_method(rows),
             "config": fingerprint, "dataset": dataset.meta,
             "provenance": {**provenance(), "seconds_per_epoch": result.seconds_per_epoch}}

@@ -1,12 +1,14 @@
 """The epoch loop shared by every track (`run_epochs`), and the synthetic track's trainer (`fit`).
 
 `run_epochs` trains whatever a track's `Loop` describes (one model, or a stack of variants),
-selects each variant's best epoch on validation and never looks at method names. In the
-synthetic trainer every variant of the stack has its own precomputed target ρ (exact there: no
-augmentation, so the teacher's output per example never changes), λ and τ. After every epoch
-the full state (weights, optimiser, schedule, data-order RNG, best-so-far) is written
-atomically, so a killed run restarted with the same arguments ends exactly as an uninterrupted
-one.
+selects each variant's best epoch on validation and never looks at method names; a loop with a
+`test_accuracy` (the image trainers) also records each variant's test accuracy after every epoch,
+never used for selection, whose maximum over the epochs (`peak_test`) is the number the public
+benchmarks report. In the synthetic trainer every variant of the stack has its own precomputed
+target ρ (exact there: no augmentation, so the teacher's output per example never changes), λ and
+τ. After every epoch the full state (weights, optimiser, schedule, data-order RNG, best-so-far,
+the history with its per-epoch test accuracies) is written atomically, so a killed run restarted
+with the same arguments ends exactly as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from partialkd.models import StackedMLP
 
 log = logging.getLogger(__name__)
 EVAL_SPLITS = ("valid", "test")
+TEST_KEY = "test_acc"  # the history's per-epoch test accuracies, where the loop records them
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class Loop:
     valid_accuracy: Callable[[], Tensor]  # per variant [S]; the score named by `score`
     evaluate: Callable[[], dict[str, dict[str, Tensor]]]  # per split in EVAL_SPLITS, metrics [S]
     score: str = "valid_acc"  # what valid_accuracy returns (maximised): history key, progress line
+    test_accuracy: Callable[[], Tensor] | None = None  # per variant [S], after every epoch: TEST_KEY
 
 
 def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: dict[str, Any],
@@ -132,9 +136,10 @@ def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: di
         _check_finite(mean_loss, loop.labels, epoch, resume_path)
         valid_acc = loop.valid_accuracy().cpu()
         state.best.update(epoch, valid_acc, loop.model)
+        tested = {} if loop.test_accuracy is None else {TEST_KEY: loop.test_accuracy().cpu().tolist()}
         seconds = time.perf_counter() - started
         state.history.append({"epoch": epoch, "seconds": seconds, "loss": mean_loss.tolist(),
-                              loop.score: valid_acc.tolist(),
+                              loop.score: valid_acc.tolist(), **tested,
                               f"{loop.unit}_per_second": loop.examples_per_epoch / seconds})
         state.epoch = epoch
         state.save(resume_path, fingerprint)
@@ -150,6 +155,17 @@ def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: di
     seconds = [entry["seconds"] for entry in state.history]
     return FitResult(last, best, state.best.epoch, state.best.state, final_state, state.history,
                      sum(seconds) / max(len(seconds), 1))
+
+
+def peak_test(history: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
+    """Variant `index`'s best test accuracy over the epochs and the first epoch that reached it,
+    as metrics.json's `peak` ({"epoch": E, "test": {"acc": a}}); None unless every epoch of the
+    history recorded it."""
+    if not history or any(TEST_KEY not in entry for entry in history):
+        return None
+    accuracies = [entry[TEST_KEY][index] for entry in history]
+    best = max(accuracies)
+    return {"epoch": history[accuracies.index(best)]["epoch"], "test": {"acc": best}}
 
 
 def _evaluate_best(loop: Loop, best: BestSoFar) -> dict[str, dict[str, Tensor]]:
