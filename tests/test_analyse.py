@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -44,12 +45,13 @@ def analysis(data_path: Path, teacher_path: Path, summary_path: Path,
 
 
 def test_every_seed_and_method_is_analysed_with_formula_and_autograd_agreeing(analysis) -> None:
-    """Each method's w_t at its own student's q ("self") and at the same seed's ce student's
-    ("ce"), the formula agreeing with autograd in both."""
+    """Each method's w_t at its own student's q ("self"), at the same seed's ce student's ("ce")
+    and at its student at initialisation's ("init"), the formula agreeing with autograd in all."""
     result, _ = analysis
     rescaling = {(row["seed"], row["method"], row["q_from"]): row for row in result["rescaling"]}
     assert set(rescaling) == {(seed, method, q_from) for seed in (0, 1)
-                              for method in RESCALING_METHODS for q_from in ("self", "ce")}
+                              for method in RESCALING_METHODS for q_from in ("self", "ce", "init")}
+    assert [row["q_from"] for row in result["rescaling"]][:3] == ["self", "ce", "init"]
     for row in rescaling.values():
         assert set(row) == {"seed", "method", "q_from", "variant", "spearman", "max_gap",
                             "dropped", "examples"}
@@ -57,6 +59,10 @@ def test_every_seed_and_method_is_analysed_with_formula_and_autograd_agreeing(an
         assert row["examples"] + row["dropped"] == 300  # the validation split
         assert -1 <= row["spearman"] <= 1
     assert all(math.isfinite(rescaling[seed, "kd", "ce"]["spearman"]) for seed in (0, 1))
+    # the student at initialisation is a third q, one that has not learnt the teacher's confidence
+    assert all(rescaling[seed, "kd", "init"]["spearman"] > 0.5 for seed in (0, 1))
+    assert any(rescaling[seed, "kd", "init"]["spearman"] != rescaling[seed, "kd", "ce"]["spearman"]
+               for seed in (0, 1))
     geometry = {(row["seed"], row["method"]) for row in result["geometry"]}
     assert geometry == {(seed, method) for seed in (0, 1) for method in GEOMETRY_METHODS}
     assert all(-1 <= row["correlation"] <= 1 for row in result["geometry"])
@@ -67,25 +73,34 @@ def planted_network(logits: torch.Tensor, variant: Variant | None) -> Network:
     return Network(variant, {"tau_squared": True}, torch.eye(logits.shape[1]), lambda split: logits)
 
 
-def test_reference_rows_use_the_ce_students_q_and_own_rows_the_methods() -> None:
+def true_class_q(logits: torch.Tensor, labels: torch.Tensor, frame: pd.DataFrame) -> np.ndarray:
+    """q_t of `logits` at the examples `frame` kept."""
+    return logits.softmax(1)[torch.arange(len(labels)), labels].numpy()[frame.index]
+
+
+def test_reference_rows_use_the_ce_and_initial_students_q_and_own_rows_the_methods() -> None:
     """Planted (issue 12): kd's own student 1.3·v + noise gives a negative Spearman, the same
-    w_t at a ce student independent of the teacher a strongly positive one."""
+    w_t at a ce student independent of the teacher a strongly positive one, and at a student at
+    initialisation (small logits, independent of the teacher) too."""
     teacher, labels, reference, own = planted_views()
     kd = Variant("kd", 0.9, 4.0)
     students = {"ce": planted_network(reference, Variant("ce", 0.0, 1.0)),
                 "kd": planted_network(own, kd), "kd_pt": planted_network(own, Variant("kd_pt", 0.9, 4.0))}
+    initial = planted_network(0.1 * reference.flip(0), Variant("ce", 0.0, 1.0))
     split = Split(torch.zeros(len(labels), 1), labels)
-    rows, frames = rescaling_rows(3, students, planted_network(teacher, None), teacher, split)
+    rows, frames = rescaling_rows(3, students, initial, planted_network(teacher, None), teacher, split)
     by_view = {(row["method"], row["q_from"]): row for row in rows}
-    assert set(by_view) == {(method, q_from) for method in ("kd", "kd_pt") for q_from in ("self", "ce")}
+    assert set(by_view) == {(method, q_from) for method in ("kd", "kd_pt") for q_from in ("self", "ce", "init")}
     assert by_view["kd", "ce"]["spearman"] > 0.6 and by_view["kd", "self"]["spearman"] < -0.4
+    assert by_view["kd", "init"]["spearman"] > 0.9
     assert all(row["seed"] == 3 and row["variant"] == students[row["method"]].variant.label
                and row["max_gap"] < 1e-8 for row in rows)
-    assert (frames["ce"]["kd"]["q_t"] == reference.softmax(1)[torch.arange(len(labels)), labels]
-            .numpy()[frames["ce"]["kd"].index]).all()
+    assert (frames["ce"]["kd"]["q_t"] == true_class_q(reference, labels, frames["ce"]["kd"])).all()
+    assert (frames["init"]["kd"]["q_t"] == true_class_q(0.1 * reference.flip(0), labels,
+                                                          frames["init"]["kd"])).all()
     without_ce = {"kd": students["kd"]}
-    rows, frames = rescaling_rows(3, without_ce, planted_network(teacher, None), teacher, split)
-    assert [row["q_from"] for row in rows] == ["self"] and set(frames) == {"self"}
+    rows, frames = rescaling_rows(3, without_ce, initial, planted_network(teacher, None), teacher, split)
+    assert [row["q_from"] for row in rows] == ["self", "init"] and set(frames) == {"self", "init"}
 
 
 def test_selected_variants_are_analysed(analysis, student_run) -> None:

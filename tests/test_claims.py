@@ -369,6 +369,13 @@ def test_a_verdict_resting_on_a_uniform_similarity_target_says_so(tmp_path):
                                     "0.999 (1 = uniform)"]
     assert [("caveat" in line) for line in claims["C7"].evidence] == [True, True] + [False] * 4
     assert claims["C4"].caveats and not claims["C1"].caveats and not claims["C3"].caveats
+    # two flat targets under one condition: one caveat each, however many parts they appear in
+    summary.loc[(summary["method"] == "kd_sim") & (summary["gamma"] == 0.0), "sim_entropy"] = 0.995
+    both = {c.id: c for c in evaluate(Comparisons.synthetic(summary, "mlp", inference, uniform_entropy=0.99),
+                                      synthetic=True)}
+    assert both["C7"].caveats == [claims["C7"].caveats[0], "γ = 0: kd_sim's chosen similarity rows have "
+                                  "normalised entropy 0.995 (1 = uniform)"]
+    summary.loc[(summary["method"] == "kd_sim") & (summary["gamma"] == 0.0), "sim_entropy"] = 0.7
     # the threshold is a parameter: at 0.9999 nothing is flagged
     strict = evaluate(Comparisons.synthetic(summary, "mlp", inference, uniform_entropy=0.9999), synthetic=True)
     assert not any(claim.caveats for claim in strict)

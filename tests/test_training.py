@@ -30,17 +30,19 @@ from conftest import (
     tiny_config,
 )
 
-import partialkd.train as train_module
+import partialkd.models as models_module
 import partialkd.training as training_module
 from partialkd.aggregate import summarise
 from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
 from partialkd.metrics import ECE_BINS, classification_metrics
 from partialkd.models import StackedMLP
-from partialkd.prepare import derived_seed, synthetic_dataset
+from partialkd.prepare import synthetic_dataset
+from partialkd.seeds import derived_seed
 from partialkd.tables import sim_degeneracy_table
 from partialkd.targets import SIMILARITY_TARGETS, similarity_entropy
 from partialkd.teachers import build_model
-from partialkd.train import INIT_SEED, run
+from partialkd.models import INIT_SEED
+from partialkd.train import run
 from partialkd.trained import teacher_network
 
 KD_GRID: dict[str, dict[str, list]] = {"ce": {}, "kd": {"lam": [0.5], "tau": [2]}}
@@ -108,7 +110,7 @@ def test_runs_with_different_grids_start_from_the_same_weights(tmp_path, data_pa
             super().__init__(*args, **kwargs)
             initial.append({k: v.detach().clone() for k, v in self.state_dict().items()})
 
-    monkeypatch.setattr(train_module, "StackedMLP", Recording)
+    monkeypatch.setattr(models_module, "StackedMLP", Recording)  # seeded_stack builds the stack
     config = tiny_config(epochs=1)
     run(data_path, {"ce": {}}, config, tmp_path / "one")
     run(data_path, {"ls": {"lam": [0.1, 0.9], "tau": [1, 2]}, "ce": {}}, config, tmp_path / "five")

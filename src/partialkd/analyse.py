@@ -10,9 +10,11 @@ teacher's, and the block contrast) and `rescaling`: per seed, method (ls, kd, kd
 variant whose λ, τ and target define w_t, NOTES §2) and `q_from`, the Spearman correlation of
 w_t with the teacher's p_t (`spearman`), the largest formula/autograd gap (`max_gap`) and the
 examples kept and `dropped`. `q_from` names the student whose q enters w_t: "self", the
-method's own student; "ce", the ce student of the same seed, a fixed reference, so that w_t
-varies with the teacher's confidence only (C10 as the paper means it; absent for a seed
-without a ce student). STEM_rescaling draws the two views side by side.
+method's own student; two fixed references, so that w_t varies with the teacher's confidence
+only (C10 as the paper means it): "ce", the ce student of the same seed (absent for a seed
+without a ce student), and "init", the seed's student at initialisation (the weights every
+method of the seed starts from, rebuilt by `trained.initial_state`). STEM_rescaling draws the
+three views side by side.
 The students are the summary's selected rows (each method's validation-selected grid point per
 seed) taught by NAME or by no teacher, at their best-on-validation weights; the examples are the
 validation split.
@@ -49,8 +51,9 @@ from partialkd.trained import Network, checkpoint_networks, file_teacher_network
 RESCALING_METHODS = ("ls", "kd", "kd_pt")  # kd and kd_pt rescale alike; ls is the baseline
 GEOMETRY_METHODS = ("ce", "ls", "kd_sim", "kd", "kd_pt_sim")
 SPLIT = "valid"
-SELF, REFERENCE = "self", "ce"  # `q_from`: each method's own student; the fixed reference student
-Q_FROM_TITLES = {REFERENCE: "fixed reference student (ce of the same seed)",
+# `q_from`: each method's own student; the fixed reference students, trained (ce) and initial
+SELF, REFERENCE, INITIAL = "self", "ce", "init"
+Q_FROM_TITLES = {REFERENCE: "fixed: ce student of the seed", INITIAL: "fixed: student at initialisation",
                  SELF: "each method's own student"}  # the rescaling figure's panels, in order
 
 
@@ -86,12 +89,22 @@ def student_networks(rows: pd.DataFrame, dataset: Dataset) -> dict[int, dict[str
     return networks
 
 
-def rescaling_rows(seed: int, students: dict[str, Network], teacher: Network, teacher_logits: Tensor,
-                   split: Split) -> tuple[list[dict[str, Any]], dict[str, dict[str, pd.DataFrame]]]:
-    """Per method of the seed, w_t of its variant (NOTES §2) at its own student's q and, when
-    the seed has one, at the ce student's: Spearman(w_t, p_t) and the formula/autograd gap;
-    the frames by `q_from` and method."""
-    references = {} if REFERENCE not in students else {REFERENCE: students[REFERENCE].logits(split)}
+def initial_networks(rows: pd.DataFrame, dataset: Dataset) -> dict[int, Network]:
+    """seed -> its student at initialisation, rebuilt from the run and variant of the seed's
+    first row (every run of a seed, and every variant of a stack, starts from the same weights)."""
+    first = rows.groupby("seed", sort=False).head(1)
+    return {int(row.seed): checkpoint_networks(Path(row.run) / "model.pt", dataset, initial=True)[row.variant]
+            for row in first.itertuples()}
+
+
+def rescaling_rows(seed: int, students: dict[str, Network], initial: Network, teacher: Network,
+                   teacher_logits: Tensor, split: Split
+                   ) -> tuple[list[dict[str, Any]], dict[str, dict[str, pd.DataFrame]]]:
+    """Per method of the seed, w_t of its variant (NOTES §2) at its own student's q, at the
+    student at initialisation's (`initial`) and, when the seed has one, at the ce student's:
+    Spearman(w_t, p_t) and the formula/autograd gap; the frames by `q_from` and method."""
+    fixed = {REFERENCE: students[REFERENCE]} if REFERENCE in students else {}
+    references = {q_from: network.logits(split) for q_from, network in {**fixed, INITIAL: initial}.items()}
     rows, frames = [], {}
     for method in RESCALING_METHODS:
         if method not in students:
@@ -163,8 +176,9 @@ def analyse(data: str | Path, teacher_source: str | Path, students: pd.DataFrame
     groups = dataset.class_groups if top_classes is None else dataset.class_groups[:top_classes]
     rescaling, geometry, heatmaps = [], [], {"teacher": teacher_matrix}
     pooled: dict[str, dict[str, list[pd.DataFrame]]] = {SELF: {}}  # a panel even if empty
+    initial = initial_networks(students, dataset)
     for index, (seed, networks) in enumerate(sorted(student_networks(students, dataset).items())):
-        rows, frames = rescaling_rows(seed, networks, teacher, teacher_logits, split)
+        rows, frames = rescaling_rows(seed, networks, initial[seed], teacher, teacher_logits, split)
         rescaling += rows
         for q_from, by_method in frames.items():
             for method, frame in by_method.items():

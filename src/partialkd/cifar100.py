@@ -17,7 +17,7 @@ import torch
 
 from partialkd.datasets import Dataset, Split
 from partialkd.downloads import fetch, verify_md5
-from partialkd.prepare import derived_seed
+from partialkd.seeds import derived_seed
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 MD5 = "eb9058c3a382ffc7106e4002c42a8d85"

@@ -171,7 +171,7 @@ class Part:
     digits: int = 2
     spread: str = "seed sd"
     detail: str = ""     # context after the verdict, e.g. the teachers' confidence
-    caveat: str = ""     # what the verdict rests on that undermines it (a near-uniform sim target)
+    caveats: tuple[str, ...] = ()  # what the verdict rests on that undermines it (a near-uniform sim target)
 
 
 @dataclass(frozen=True)
@@ -197,12 +197,12 @@ def judge(claim_id: str, statement: str, parts: Sequence[Part], inference: Infer
     for part in parts:
         interval = part.sample.interval(level)
         verdict = part.rule(interval, inference.margin)
-        detail = "".join(f"; {text}" for text in (part.detail, part.caveat and f"caveat: {part.caveat}")
+        detail = "".join(f"; {text}" for text in (part.detail, *(f"caveat: {c}" for c in part.caveats))
                          if text)
         lines.append(f"{part.where}: {part.label} = {interval.text(part.unit, part.digits, part.spread)} "
                      f"→ {part.phrase or part.rule.symbol} {verdict}{detail}")
         verdicts.append(verdict)
-    caveats = list(dict.fromkeys(f"{part.where}: {part.caveat}" for part in parts if part.caveat))
+    caveats = list(dict.fromkeys(f"{part.where}: {caveat}" for part in parts for caveat in part.caveats))
     return Claim(claim_id, statement, combine(verdicts), lines + list(notes), verdicts, level, caveats)
 
 
@@ -266,19 +266,18 @@ class Comparisons:
         first, second = (b, a) if self.score.lower_is_better else (a, b)
         return Part(where, f"{first} − {second}", Sample.of(differences), rule,
                     f"{a} {rule.symbol} {b}", self.score.unit,
-                    caveat=self.uniform_sim_target([a, b], condition))
+                    caveats=self.uniform_sim_targets([a, b], condition))
 
-    def uniform_sim_target(self, methods: Sequence[str], condition: Any) -> str:
-        """A caveat when a similarity target among `methods` is nearly uniform under `condition`
-        (mean normalised entropy of its chosen rows ≥ `uniform_entropy`): then it carries no
-        class relations, and kd_pt_sim is kd_pt, kd_sim is ls in all but name."""
+    def uniform_sim_targets(self, methods: Sequence[str], condition: Any) -> tuple[str, ...]:
+        """A caveat per similarity target among `methods` that is nearly uniform under
+        `condition` (mean normalised entropy of its chosen rows ≥ `uniform_entropy`): it carries
+        no class relations, and kd_pt_sim is kd_pt, kd_sim is ls in all but name."""
         if self.entropy.empty or condition not in self.entropy.index.get_level_values("condition"):
-            return ""
+            return ()
         rows = self.entropy.xs(condition, level="condition")
-        flat = [f"{method}'s chosen similarity rows have normalised entropy "
-                f"{rows[method].mean():.3f} (1 = uniform)"
-                for method in methods if method in rows and rows[method].mean() >= self.uniform_entropy]
-        return "; ".join(flat)
+        return tuple(f"{method}'s chosen similarity rows have normalised entropy "
+                     f"{rows[method].mean():.3f} (1 = uniform)"
+                     for method in methods if method in rows and rows[method].mean() >= self.uniform_entropy)
 
 
 SIM_ENTROPY = "sim_entropy"  # the summary's column (aggregate), NaN for methods without a sim target

@@ -29,7 +29,7 @@ import torch
 from partialkd.cifar100 import channel_moments
 from partialkd.datasets import Dataset, Split
 from partialkd.downloads import bytes_md5, download_file, mismatch
-from partialkd.prepare import derived_seed
+from partialkd.seeds import derived_seed
 
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -50,7 +50,7 @@ from torchvision.transforms import v2
 
 from partialkd.datasets import Dataset, Split
 from partialkd.image_training import Placement
-from partialkd.prepare import derived_seed
+from partialkd.seeds import derived_seed
 
 PARAM = "imagenet.data.root"
 LAYOUT = ("ROOT/train/<wnid>/<image> and ROOT/val/<wnid>/<image> (ImageNet's validation images "

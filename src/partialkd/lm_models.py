@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from partialkd.models import seeded_model
+
 # Per layer (h, c), each [1, B, h]: what a stream carries from one window to the next.
 State = list[tuple[Tensor, Tensor]]
 
@@ -66,3 +68,8 @@ def build_lm(arch: str, num_classes: int) -> LSTMLanguageModel:
     if arch not in SIZES:
         raise ValueError(f"unknown language-model architecture {arch!r}; valid: {', '.join(ARCHITECTURES)}")
     return LSTMLanguageModel(num_classes, SIZES[arch])
+
+
+def seeded_lm(arch: str, num_classes: int, seed: int) -> nn.Module:
+    """The initial language model of `seed`: the same weights for every method (paired)."""
+    return seeded_model(arch, num_classes, seed, build_lm)

@@ -3,15 +3,24 @@
 Training every method of one (correlation, seed) cell as one stacked model gives the same
 result as training them one by one (the parameters and Adam states are disjoint), 2-3x faster
 on a CPU (NOTES §3). A single model is simply a stack of one.
+
+Also the seeded construction every trainer draws a run's initial weights with (`seeded_stack`,
+`seeded_model`): one initialisation per seed, shared by every method of the seed (paired
+seeds), which the analyses rebuild (`partialkd.trained`) since model.pt does not store it.
 """
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from partialkd.image_models import build_image_model
+from partialkd.seeds import derived_seed
+
+INIT_SEED = 103  # derived_seed(run seed, INIT_SEED) seeds a run's initial weights
 
 
 class StackedMLP(nn.Module):
@@ -50,6 +59,23 @@ class StackedMLP(nn.Module):
     def class_weights(self, model: int = 0) -> Tensor:
         """The last linear layer's class vectors of one model of the stack, [K, h]."""
         return self.weights[-1][model].detach().T
+
+
+def seeded_stack(num_models: int, in_dim: int, hidden: Sequence[int], num_classes: int,
+                 seed: int) -> StackedMLP:
+    """The initial stack of `seed`: every model of it, and of any stack of the seed, starts from
+    the same weights."""
+    return StackedMLP(num_models, in_dim, hidden, num_classes,
+                      torch.Generator().manual_seed(derived_seed(seed, INIT_SEED)))
+
+
+def seeded_model(arch: str, num_classes: int, seed: int,
+                 build: Callable[[str, int], nn.Module] = build_image_model) -> nn.Module:
+    """The initial network of `seed` (`build(arch, num_classes)`, an image network by default):
+    the same weights for every method (paired comparison)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(seed, INIT_SEED))
+        return build(arch, num_classes)
 
 
 def _linear_init(fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

@@ -6,16 +6,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from partialkd import synthetic
 from partialkd.datasets import SPLITS, Dataset, Split, save_dataset
-
-
-def derived_seed(*keys: int) -> int:
-    """An independent 63-bit seed for each tuple of keys (a split, a run, ...)."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(2, np.uint64)[0] >> np.uint64(1))
+from partialkd.seeds import derived_seed
 
 
 def synthetic_dataset(*, gamma: float, num_classes: int, num_groups: int, dim: int, beta: float,
@@ -88,7 +83,7 @@ def _add_sources(track: argparse.ArgumentParser, files: str, url: str) -> None:
 
 
 def _add_fashion_mnist(tracks: argparse._SubParsersAction) -> None:
-    from partialkd import fashion_mnist as fm  # here: fashion_mnist imports derived_seed from this module
+    from partialkd import fashion_mnist as fm  # here: a track's step imports its own module only
 
     track = tracks.add_parser("fashion_mnist", help="Fashion-MNIST; valid held out from its training set")
     _add_sources(track, "the four IDX files (NAME.gz or NAME)", fm.URL)
@@ -145,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _cifar100(args: argparse.Namespace) -> Dataset:
-    from partialkd import cifar100  # here, not at the top: cifar100 imports derived_seed from this module
+    from partialkd import cifar100  # here: a track's step imports its own module only
 
     archive = cifar100.fetch_archive(args.archive, args.url, args.md5, download=not args.no_download)
     return cifar100.prepare_cifar100(archive, args.valid_size, args.split_seed, args.md5)
@@ -169,7 +164,7 @@ def _ptb(args: argparse.Namespace) -> Dataset:
 
 
 def _imagenet(args: argparse.Namespace) -> Dataset:
-    from partialkd import imagenet  # here: imagenet imports derived_seed from this module
+    from partialkd import imagenet  # here: a track's step imports its own module only
 
     return imagenet.prepare_imagenet(args.root, args.valid_per_class, args.split_seed, args.check_headers)
 

@@ -8,8 +8,8 @@ with ρ the variant's target: ρ_t = p^τ_t for kd and kd_pt (so both rescale al
 At τ = 1 and ρ_t = p_t this is w_t = 1 − λ(1 − p_t)/(1 − q_t). Everything here is a pure
 function of logits; w_t is computed twice, from this formula and with autograd. The student's
 logits may be any student's: evaluated at a fixed reference student's q (the analyses use the ce
-student of the same seed), w_t varies with the teacher's confidence alone, the paper's sense of
-C10; at the student trained on ρ it also reflects how that student's q follows the teacher.
+student of the same seed, and the seed's student at initialisation), w_t varies with the
+teacher's confidence alone, the paper's sense of C10; at the student trained on ρ it also reflects how that student's q follows the teacher.
 """
 
 from __future__ import annotations

@@ -25,15 +25,16 @@ from torch import Tensor
 from partialkd.datasets import Dataset, Split, as_features, load_dataset
 from partialkd.grid import Variant, expand_grid
 from partialkd.io import save_json, save_torch
-from partialkd.models import StackedMLP
-from partialkd.prepare import derived_seed
+from partialkd.models import seeded_stack
+from partialkd.seeds import derived_seed
 from partialkd.provenance import provenance
 from partialkd.targets import SIMILARITY_TARGETS, distils, similarity_entropy
 from partialkd.trained import Network, teacher_network
 from partialkd.training import FitResult, Objective, TrainConfig, fit, peak_test
 
-# Purposes of the seeds derived from a run's seed (the data splits use their own keys).
-SUBSET_SEED, ORDER_SEED, INIT_SEED = 101, 102, 103
+# Purposes of the seeds derived from a run's seed (the data splits use their own keys; INIT_SEED,
+# the initial weights', lives with the seeded construction in partialkd.models).
+SUBSET_SEED, ORDER_SEED = 101, 102
 
 
 def run(data: str | Path, grid: dict[str, dict[str, list]], config: TrainConfig,
@@ -50,8 +51,8 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: TrainConfig,
     teacher_model = _load_teacher(teacher, variants, dataset)
     objective = _objective(variants, teacher_model, splits["train"], dataset.num_classes)
     splits = {name: as_features(split, dataset.meta) for name, split in splits.items()}
-    model = StackedMLP(len(variants), splits["train"].x.shape[1], config.hidden, dataset.num_classes,
-                       torch.Generator().manual_seed(derived_seed(config.seed, INIT_SEED)))
+    model = seeded_stack(len(variants), splits["train"].x.shape[1], config.hidden, dataset.num_classes,
+                         config.seed)
     fingerprint = {"config": asdict(config), "variants": [v.to_dict() for v in variants],
                    "data": sha256(data), "teacher": None if teacher is None else _teacher_id(teacher)}
     result = fit(model, splits, dataset.num_classes, objective, config, out_dir / "resume.pt",

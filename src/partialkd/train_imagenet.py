@@ -31,10 +31,10 @@ from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement
 from partialkd.imagenet import FolderImages, InputSize, few
 from partialkd.io import load_torch
 from partialkd.loader_training import loader_loop
-from partialkd.prepare import derived_seed
+from partialkd.models import seeded_model
+from partialkd.seeds import derived_seed
 from partialkd.teachers import teacher_checkpoint
 from partialkd.train import ORDER_SEED, require_teacher, save_run, sha256
-from partialkd.train_images import seeded_model
 from partialkd.training import run_epochs
 
 FAMILY = "imagenet"  # model.pt's arch["family"]: a torchvision network fed from image files

@@ -19,11 +19,12 @@ import torch
 from partialkd.cli import GRID_HELP, add_run_options, add_sgd_options, parse_run_args, sgd_config
 from partialkd.datasets import load_dataset
 from partialkd.grid import expand_grid
-from partialkd.image_models import build_image_model, classifier
+from partialkd.image_models import classifier
 from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement, image_loop
-from partialkd.prepare import derived_seed
+from partialkd.models import seeded_model
+from partialkd.seeds import derived_seed
 from partialkd.teachers import load_image_teacher
-from partialkd.train import INIT_SEED, ORDER_SEED, require_teacher, save_run, sha256
+from partialkd.train import ORDER_SEED, require_teacher, save_run, sha256
 from partialkd.training import run_epochs
 
 
@@ -53,15 +54,6 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainCo
     result = run_epochs(loop, config.epochs, out_dir / "resume.pt", fingerprint, on_epoch_end)
     arch = {"family": "image", "name": config.arch, "num_classes": dataset.num_classes}
     return save_run(out_dir, arch, variants, fingerprint, result, dataset, objective.class_weights, tags)
-
-
-def seeded_model(arch: str, num_classes: int, seed: int,
-                 build: Callable[[str, int], torch.nn.Module] = build_image_model) -> torch.nn.Module:
-    """The initial network of `seed` (`build(arch, num_classes)`, an image network by default):
-    the same weights for every method (paired comparison)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derived_seed(seed, INIT_SEED))
-        return build(arch, num_classes)
 
 
 def _parser() -> argparse.ArgumentParser:

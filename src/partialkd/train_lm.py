@@ -21,12 +21,11 @@ from partialkd.cli import GRID_HELP, add_run_options, parse_run_args
 from partialkd.datasets import load_dataset
 from partialkd.grid import expand_grid
 from partialkd.image_training import ImageObjective, Placement
-from partialkd.lm_models import ARCHITECTURES, build_lm
+from partialkd.lm_models import ARCHITECTURES, seeded_lm
 from partialkd.lm_training import LMTrainConfig, lm_loop, load_lm_teacher
-from partialkd.prepare import derived_seed
+from partialkd.seeds import derived_seed
 from partialkd.targets import TARGETS
 from partialkd.train import ORDER_SEED, require_teacher, save_run, sha256
-from partialkd.train_images import seeded_model
 from partialkd.training import run_epochs
 
 
@@ -57,11 +56,6 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: LMTrainConfi
     result = run_epochs(loop, config.epochs, Path(out_dir) / "resume.pt", fingerprint, on_epoch_end)
     arch = {"family": "lm", "name": config.arch, "num_classes": dataset.num_classes}
     return save_run(Path(out_dir), arch, variants, fingerprint, result, dataset, objective.class_weights, tags)
-
-
-def seeded_lm(arch: str, num_classes: int, seed: int) -> torch.nn.Module:
-    """The initial language model of `seed`: the same weights for every method (paired)."""
-    return seeded_model(arch, num_classes, seed, build_lm)
 
 
 def _parser() -> argparse.ArgumentParser:

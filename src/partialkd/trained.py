@@ -2,8 +2,10 @@
 prepared dataset and the last layer's class vectors.
 
 A run's model.pt holds one network (an image run) or a stack of them (a synthetic run, one per
-grid point); each is loaded at its best-on-validation weights. A teacher is a run's single
-network or, on the synthetic track, the Bayes-optimal oracle.
+grid point); each is loaded at its best-on-validation weights or, on request, at the initial
+weights its trainer started from: model.pt does not store these, so they are rebuilt from the
+recorded architecture and seed by the trainers' own seeded construction (`initial_state`). A
+teacher is a run's single network or, on the synthetic track, the Bayes-optimal oracle.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from partialkd.grid import Variant
 from partialkd.image_models import build_image_model, classifier
 from partialkd.image_training import DeviceImages, Placement, predict
 from partialkd.io import load_torch
+from partialkd.lm_models import seeded_lm
 from partialkd.lm_training import lm_network
+from partialkd.models import seeded_model, seeded_stack
 from partialkd.teachers import ORACLE, build_model
 
 PREDICT_BATCH = 500  # images per forward pass when scoring a whole split
@@ -41,23 +45,24 @@ class Network:
             return self.forward(split).detach().cpu()
 
 
-def checkpoint_networks(path: str | Path, dataset: Dataset, what: str = "trained model"
-                        ) -> dict[str, Network]:
+def checkpoint_networks(path: str | Path, dataset: Dataset, what: str = "trained model",
+                        initial: bool = False) -> dict[str, Network]:
     """Every network of a finished run's model.pt (`what`, in errors), by variant label, at its
-    best-on-validation weights."""
+    best-on-validation weights, or (`initial`) at the weights its training started from."""
     saved = load_torch(path, what)
     arch = saved["arch"]
     _check_fits(path, arch, dataset)
     variants = [Variant.from_dict(v) for v in saved["variants"]]
     training = saved["fingerprint"]["config"]
+    state = initial_state(arch, training["seed"]) if initial else saved["best_state"]
     if arch.get("family") in ("image", "imagenet"):
-        network = _image_network(arch, saved["best_state"], dataset)
+        network = _image_network(arch, state, dataset)
         return {variants[0].label: Network(variants[0], training, *network)}
     if arch.get("family") == "lm":
-        network = lm_network(arch, saved["best_state"], training)
+        network = lm_network(arch, state, training)
         return {variants[0].label: Network(variants[0], training, *network)}
     model = build_model(arch)
-    model.load_state_dict(saved["best_state"])
+    model.load_state_dict(state)
     model.requires_grad_(False).eval()
 
     def forward(split: Split, index: int) -> Tensor:
@@ -66,6 +71,18 @@ def checkpoint_networks(path: str | Path, dataset: Dataset, what: str = "trained
     return {variant.label: Network(variant, training, model.class_weights(index),
                                    lambda split, index=index: forward(split, index))
             for index, variant in enumerate(variants)}
+
+
+def initial_state(arch: dict[str, Any], seed: int) -> dict[str, Tensor]:
+    """The weights a run of `arch` (model.pt's) and `seed` started from, drawn again by its
+    trainer's seeded construction: one initialisation per seed, shared by every method of the
+    seed and (a synthetic stack) by every variant of the stack."""
+    if arch.get("family") in ("image", "imagenet"):
+        return seeded_model(arch["name"], arch["num_classes"], seed).state_dict()
+    if arch.get("family") == "lm":
+        return seeded_lm(arch["name"], arch["num_classes"], seed).state_dict()
+    return seeded_stack(arch["num_models"], arch["in_dim"], arch["hidden"], arch["num_classes"],
+                        seed).state_dict()
 
 
 def teacher_network(source: str | Path, dataset: Dataset) -> Network:

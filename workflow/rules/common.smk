@@ -34,16 +34,16 @@ TRACK_SCORE = {"ptb": "ppl"}
 # the dependencies of the matching stage in dvc.yaml; a test keeps the two in step).
 # Loading any trained network (trained.py) needs every model family and the loss.
 NETWORKS = ("trained", "models", "image_models", "image_training", "lm_training", "lm_models", "teachers",
-            "grid", "targets", "losses", "metrics", "training", "datasets", "io")
+            "grid", "targets", "losses", "metrics", "training", "datasets", "seeds", "io")
 CODE = {
     step: [f"src/partialkd/{module}.py" for module in dict.fromkeys(modules)]
     for step, modules in {
-        "prepare": ("prepare", "synthetic", "datasets", "io"),
-        "prepare_cifar100": ("prepare", "cifar100", "downloads", "synthetic", "datasets", "io"),
+        "prepare": ("prepare", "synthetic", "datasets", "seeds", "io"),
+        "prepare_cifar100": ("prepare", "cifar100", "downloads", "synthetic", "datasets", "seeds", "io"),
         "prepare_fashion_mnist": ("prepare", "fashion_mnist", "cifar100", "downloads", "synthetic",
-                                  "datasets", "io"),
-        "prepare_ptb": ("prepare", "ptb", "downloads", "synthetic", "datasets", "io"),
-        "prepare_imagenet": ("prepare", "imagenet", "synthetic", "datasets", "io"),
+                                  "datasets", "seeds", "io"),
+        "prepare_ptb": ("prepare", "ptb", "downloads", "synthetic", "datasets", "seeds", "io"),
+        "prepare_imagenet": ("prepare", "imagenet", "synthetic", "datasets", "seeds", "io"),
         "train": ("train", "prepare", *NETWORKS),
         "train_images": ("train_images", "train", "prepare", *NETWORKS),
         "train_lm": ("train_lm", "cli", "train_images", "train", "prepare", *NETWORKS),
