@@ -353,23 +353,25 @@ SYNTHETIC_CLAIMS = (claim_c5, claim_c6, claim_c7)  # need the class-correlation 
 
 
 C10_REFERENCE = "ce"  # the fixed student whose q the teachers' w_t are computed at (NOTES §2)
+C10_CONTEXT = {"init": "the q of the student at initialisation", "self": "the kd student's own q"}
 
 
 def claim_c10(analyses: Sequence[dict[str, Any]], inference: Inference) -> Claim:
     """Per condition, the seeds' Spearman correlations of w_t with the teacher's p_t, where w_t
     is the kd target's rescaling evaluated at a fixed student: the ce student of the same seed
-    (the mechanism: one student, teachers of different confidence). The kd student's own w_t
-    is shown beside it, as context: it depends on how the student ended up matching the teacher."""
+    (the mechanism: one student, teachers of different confidence). Shown beside it, as
+    context: w_t at the student at initialisation (whose q_t hardly varies across examples) and
+    at the kd student's own q (which depends on how the student ended up matching the teacher)."""
     statement = ("w_t rises with the teacher's confidence p_t: Spearman(w_t, p_t) > 0, w_t of the "
                  "kd target at a fixed student (the ce student of the same seed)")
     parts, notes = [], []
     for analysis in analyses:
         where = describe(analysis["meta"]["condition"])
         parts.append(_c10_part(where, _spearmans(analysis, C10_REFERENCE)))
-        own = _spearmans(analysis, "self")
-        if own:
-            notes.append(f"{where}: context, w_t at the kd student's own q: Spearman mean "
-                         f"{np.mean(own):+.3f} over {len(own)} seeds")
+        for q_from, student in C10_CONTEXT.items():  # shown beside, not judged
+            if values := _spearmans(analysis, q_from):
+                notes.append(f"{where}: context, w_t at {student}: Spearman mean "
+                             f"{np.mean(values):+.3f} over {len(values)} seeds")
     return judge("C10", statement, parts, inference, notes)
 
 
