@@ -57,7 +57,7 @@ CODE = {
                      "style", *NETWORKS),
         "figures": ("figures", "aggregate", "style", "io"),
         "report": ("report", "tables", "document", "latex", "figures", "claims", "aggregate",
-                   "reference", "style", "provenance", "io"),
+                   "reference", "targets", "style", "provenance", "io"),
         "latex": ("latex",),
     }.items()
 }
