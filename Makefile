@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Rules call `python -m partialkd...`: the environment must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test install full record restore clean-results
+.PHONY: demo test install full record restore clean-results status
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 full: $(STAMP)
 	$(BIN)/snakemake --profile workflow/profiles/local
+
+# Where a run stands, safe beside it: `make status` for `make demo`'s run,
+# `make status PROFILE=workflow/profiles/local` for `make full`'s.
+PROFILE ?= workflow/profiles/quick
+status: $(STAMP)
+	$(BIN)/python -m partialkd.status --profile $(PROFILE)
 
 # After a plain `snakemake` run: record every result in DVC without recomputing anything. A
 # track with no diagnoses or no trained teacher has an empty folder for DVC (as `dvc repro` makes).
