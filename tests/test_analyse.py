@@ -154,11 +154,11 @@ def test_c10_and_c11_verdicts_from_planted_analyses() -> None:
     assert claim_c11([rising, falling], INFERENCE).verdict == FAILS
     evidence = claim_c10([falling], INFERENCE).evidence
     assert evidence[0].startswith("γ = 0.9: Spearman(w_t of kd at the ce student's q, p_t) = -0.550")
-    assert evidence[1] == "γ = 0.9: context, w_t at the kd student's own q: Spearman mean +0.550 over 3 seeds"
+    assert evidence[1] == "γ = 0.9: context, w_t at the kd student's own q: Spearman mean +0.550 over 3 students"
     with_init = {**falling, "rescaling": falling["rescaling"] + [
         {"seed": 0, "method": "kd", "q_from": "init", "spearman": 0.9}]}
     assert claim_c10([with_init], INFERENCE).evidence[1:] == [
-        "γ = 0.9: context, w_t at the q of the student at initialisation: Spearman mean +0.900 over 1 seeds",
+        "γ = 0.9: context, w_t at the q of the student at initialisation: Spearman mean +0.900 over 1 student",
         evidence[1]]
     own_only = {**rising, "rescaling": [r for r in rising["rescaling"] if r["q_from"] == "self"]}
     assert claim_c10([own_only], INFERENCE).verdict == NOT_RUN  # an analysis without the reference

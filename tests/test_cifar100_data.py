@@ -1,5 +1,6 @@
 """The CIFAR-100 step on small archives in the real format: reading, splitting, checksums,
-download (file:// and a local HTTP server) and the command line."""
+download (file:// and a local HTTP server), a torchvision root (made by torchvision itself from
+such an archive) and the command line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import http.server
 import logging
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,11 +18,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchvision.datasets import CIFAR100
 
 from cifar_archive import fake_cifar100, write_cifar100_archive, write_members
 from partialkd import cifar100
-from partialkd.cifar100 import fetch_archive, prepare_cifar100, read_archive
-from partialkd.datasets import load_dataset
+from partialkd.cifar100 import FILE_MD5, fetch_archive, load, prepare_cifar100, read_archive, read_folder
+from partialkd.datasets import Dataset, load_dataset
 from partialkd.prepare import main
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 3, 1
@@ -77,7 +80,7 @@ def test_read_archive_keeps_labels_and_pixel_layout(source: tuple[Path, str],
 
 
 def test_prepared_dataset_partitions_the_training_set(source: tuple[Path, str]) -> None:
-    dataset = prepare_cifar100(source[0], valid_size=60, split_seed=1, md5=source[1])
+    dataset = prepare_cifar100(read_archive(*source), valid_size=60, split_seed=1)
     archive = read_archive(*source)
     train, valid, test = dataset["train"], dataset["valid"], dataset["test"]
     assert (len(train), len(valid), len(test)) == (240, 60, 100)
@@ -92,10 +95,10 @@ def test_prepared_dataset_partitions_the_training_set(source: tuple[Path, str]) 
 
 
 def test_meta_records_provenance_and_train_channel_moments(source: tuple[Path, str]) -> None:
-    dataset = prepare_cifar100(source[0], valid_size=60, split_seed=1, md5=source[1])
+    dataset = prepare_cifar100(read_archive(*source), valid_size=60, split_seed=1)
     meta = dataset.meta
-    assert {key: meta[key] for key in ("track", "archive_md5", "valid_size", "split_seed", "sizes")} == {
-        "track": "cifar100", "archive_md5": source[1], "valid_size": 60, "split_seed": 1,
+    assert {key: meta[key] for key in ("track", "md5", "valid_size", "split_seed", "sizes")} == {
+        "track": "cifar100", "md5": member_md5s(source[0]), "valid_size": 60, "split_seed": 1,
         "sizes": {"train": 240, "valid": 60, "test": 100}}
     assert meta["fine_class_names"][:2] == ["apple", "aquarium_fish"] and len(meta["coarse_class_names"]) == 20
     pixels = dataset["train"].x.double() / 255
@@ -105,7 +108,7 @@ def test_meta_records_provenance_and_train_channel_moments(source: tuple[Path, s
 
 def test_valid_split_is_fixed_by_the_seed(source: tuple[Path, str]) -> None:
     def valid_x(seed: int) -> torch.Tensor:
-        return prepare_cifar100(source[0], valid_size=30, split_seed=seed, md5=source[1])["valid"].x
+        return prepare_cifar100(read_archive(*source), valid_size=30, split_seed=seed)["valid"].x
 
     assert torch.equal(valid_x(5), valid_x(5))
     assert not torch.equal(valid_x(5), valid_x(6))
@@ -114,11 +117,11 @@ def test_valid_split_is_fixed_by_the_seed(source: tuple[Path, str]) -> None:
 @pytest.mark.parametrize("valid_size", [0, -1, 300, 301])
 def test_valid_size_out_of_range_is_refused(source: tuple[Path, str], valid_size: int) -> None:
     with pytest.raises(ValueError, match=r"valid_size must be in \[1, 300\)"):
-        prepare_cifar100(source[0], valid_size=valid_size, split_seed=0, md5=source[1])
+        prepare_cifar100(read_archive(*source), valid_size=valid_size, split_seed=0)
 
 
 def test_class_groups_are_the_superclasses(source: tuple[Path, str]) -> None:
-    groups = prepare_cifar100(source[0], valid_size=10, split_seed=0, md5=source[1]).class_groups
+    groups = prepare_cifar100(read_archive(*source), valid_size=10, split_seed=0).class_groups
     assert groups.dtype == torch.int64 and groups.tolist() == [c // 5 for c in range(100)]
 
 
@@ -128,7 +131,7 @@ def test_fine_class_in_two_superclasses_is_refused(tmp_path: Path) -> None:
     members["test"]["coarse_labels"][index] = 3  # fine class 7 is in superclass 1 elsewhere
     md5 = write_members(tmp_path / "a.tar.gz", members)
     with pytest.raises(ValueError, match=r"fine class 7 \(beetle\) has 2 superclasses"):
-        prepare_cifar100(tmp_path / "a.tar.gz", valid_size=10, split_seed=0, md5=md5)
+        prepare_cifar100(read_archive(tmp_path / "a.tar.gz", md5), valid_size=10, split_seed=0)
 
 
 def test_bytes_keys_and_names_are_accepted(tmp_path: Path) -> None:
@@ -137,7 +140,7 @@ def test_bytes_keys_and_names_are_accepted(tmp_path: Path) -> None:
                for name, content in fake_cifar100().items()}
     members["meta"][b"fine_label_names"] = [name.encode() for name in members["meta"][b"fine_label_names"]]
     md5 = write_members(tmp_path / "a.tar.gz", members)
-    dataset = prepare_cifar100(tmp_path / "a.tar.gz", valid_size=10, split_seed=0, md5=md5)
+    dataset = prepare_cifar100(read_archive(tmp_path / "a.tar.gz", md5), valid_size=10, split_seed=0)
     assert dataset.meta["fine_class_names"][-1] == "worm" and dataset.num_classes == 100
 
 
@@ -182,10 +185,10 @@ def test_damaged_archive_is_refused_by_checksum_before_any_pickle(
     def no_pickles(*args, **kwargs):
         raise AssertionError("a pickle was loaded before the checksum was checked")
 
-    monkeypatch.setattr(cifar100.pickle, "load", no_pickles)
+    monkeypatch.setattr(cifar100.pickle, "loads", no_pickles)
     for attempt in (lambda: fetch_archive(path, UNREACHABLE, source[1]),
                     lambda: read_archive(path, source[1]),
-                    lambda: prepare_cifar100(path, 10, 0, source[1])):
+                    lambda: load(path, None, UNREACHABLE, source[1])):
         with pytest.raises(ValueError) as error:
             attempt()
         for part in (str(path), source[1], actual, "Delete it and re-run"):
@@ -271,8 +274,10 @@ def test_command_line_downloads_prepares_and_writes(source: tuple[Path, str], tm
          "--out", str(out)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert archive.read_bytes() == source[0].read_bytes()
-    dataset = load_dataset(out)
-    expected = prepare_cifar100(source[0], valid_size=40, split_seed=2, md5=source[1])
+    assert_same_dataset(load_dataset(out), prepare_cifar100(read_archive(*source), 40, 2))
+
+
+def assert_same_dataset(dataset: Dataset, expected: Dataset) -> None:
     assert dataset.meta == expected.meta and dataset.num_classes == 100
     assert torch.equal(dataset.class_groups, expected.class_groups)
     for name in ("train", "valid", "test"):
@@ -287,3 +292,114 @@ def test_command_line_without_archive_or_download_fails_cleanly(tmp_path: Path) 
               "--valid-size", "10", "--split-seed", "0", "--no-download", "--out", str(out)])
     assert str(error.value.code).startswith(f"prepare cifar100: CIFAR-100 archive not found at {archive}")
     assert list(tmp_path.iterdir()) == []
+
+
+def member_md5s(archive: Path) -> dict[str, str]:
+    """The MD5 of each pickle in `archive`, read independently of the code under test."""
+    with tarfile.open(archive) as tar:
+        return {name: hashlib.md5(tar.extractfile(f"cifar-100-python/{name}").read()).hexdigest()
+                for name in ("train", "test", "meta")}
+
+
+def torchvision_cifar100(address: str, source: tuple[Path, str]) -> type[CIFAR100]:
+    """torchvision's CIFAR100 with the fake archive's address and MD5s in place of the published ones."""
+    md5s = member_md5s(source[0])
+
+    class FakeCIFAR100(CIFAR100):
+        url, tgz_md5 = address, source[1]
+        train_list, test_list = [["train", md5s["train"]]], [["test", md5s["test"]]]
+        meta = {**CIFAR100.meta, "md5": md5s["meta"]}
+
+    return FakeCIFAR100
+
+
+@pytest.fixture(scope="module")
+def torchvision_root(server: str, source: tuple[Path, str],
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root as torchvision's CIFAR100(root, download=True) leaves it, made by torchvision from
+    the fake archive on the local server; never modified."""
+    root = tmp_path_factory.mktemp("torchvision")
+    torchvision_cifar100(f"{server}/full", source)(root, download=True)
+    assert sorted(path.name for path in (root / "cifar-100-python").iterdir()) == ["meta", "test", "train"]
+    return root
+
+
+def file_md5_options(source: tuple[Path, str]) -> list[str]:
+    return [option for name, md5 in member_md5s(source[0]).items()
+            for option in ("--file-md5", f"{name}={md5}")]
+
+
+def test_torchvision_root_gives_the_dataset_of_the_archive(torchvision_root: Path, source: tuple[Path, str],
+                                                           tmp_path: Path) -> None:
+    """The data step reads the root, not the archive (absent, downloads off): the same dataset,
+    meta included, with the images and labels that torchvision reads there."""
+    archive, out = tmp_path / "absent" / "cifar-100-python.tar.gz", tmp_path / "data.pt"
+    main(["cifar100", "--torchvision-root", str(torchvision_root), *file_md5_options(source),
+          "--archive", str(archive), "--url", UNREACHABLE, "--md5", source[1], "--no-download",
+          "--valid-size", "40", "--split-seed", "2", "--out", str(out)])
+    assert_same_dataset(load_dataset(out), prepare_cifar100(read_archive(*source), 40, 2))
+    assert not archive.parent.exists()
+    data = read_folder(torchvision_root / "cifar-100-python", member_md5s(source[0]))
+    for train, part in ((True, data.train), (False, data.test)):
+        reference = torchvision_cifar100(UNREACHABLE, source)(torchvision_root, train=train)
+        assert torch.equal(part.images.permute(0, 2, 3, 1), torch.from_numpy(reference.data))  # HWC there
+        assert part.fine.tolist() == reference.targets
+    assert data.fine_names == reference.classes
+
+
+@pytest.mark.parametrize("name", ["train", "meta"])
+def test_corrupt_file_in_torchvision_root_is_refused_before_any_pickle(
+        torchvision_root: Path, source: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        name: str) -> None:
+    folder = tmp_path / "root" / "cifar-100-python"
+    shutil.copytree(torchvision_root / "cifar-100-python", folder)
+    path = folder / name
+    flip_byte(path)
+    actual, expected = hashlib.md5(path.read_bytes()).hexdigest(), member_md5s(source[0])[name]
+
+    def no_pickles(*args, **kwargs):
+        raise AssertionError("a pickle was loaded before the checksum was checked")
+
+    monkeypatch.setattr(cifar100.pickle, "loads", no_pickles)
+    with pytest.raises(ValueError) as error:
+        load(tmp_path / "absent.tar.gz", folder.parent, UNREACHABLE, source[1], member_md5s(source[0]),
+             download=False)
+    for part in (f"CIFAR-100 file {path} has MD5 {actual}, expected {expected}",
+                 "set cifar100.data.torchvision_root to null"):
+        assert part in str(error.value)
+    out = tmp_path / "data.pt"
+    with pytest.raises(SystemExit) as exit_:
+        main(["cifar100", "--torchvision-root", str(folder.parent), *file_md5_options(source),
+              "--archive", str(tmp_path / "absent.tar.gz"), "--url", UNREACHABLE, "--md5", source[1],
+              "--valid-size", "10", "--split-seed", "0", "--out", str(out)])
+    assert str(path) in str(exit_.value.code) and actual in str(exit_.value.code) and not out.exists()
+
+
+def test_torchvision_root_is_checked_against_the_published_md5s(torchvision_root: Path,
+                                                                source: tuple[Path, str]) -> None:
+    """Without --file-md5 the files must be the published ones (torchvision's CIFAR100 lists)."""
+    assert FILE_MD5 == {"train": "16019d7e3df5f24257cddd939b257f8d",
+                        "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+                        "meta": "7973b15100ade9c7d40fb424638fde48"}
+    with pytest.raises(ValueError, match=f"train has MD5 {member_md5s(source[0])['train']}, "
+                                         f"expected {FILE_MD5['train']}"):
+        load(source[0], torchvision_root, UNREACHABLE, source[1])
+
+
+def test_incomplete_torchvision_root_falls_back_to_the_archive(
+        torchvision_root: Path, source: tuple[Path, str], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "root" / "cifar-100-python"
+    shutil.copytree(torchvision_root / "cifar-100-python", folder)
+    (folder / "meta").unlink()
+    with caplog.at_level(logging.INFO, logger="partialkd.cifar100"):
+        data = load(source[0], folder.parent, UNREACHABLE, source[1], {name: "0" * 32 for name in FILE_MD5},
+                    download=False)
+    assert f"lacks meta in {folder}" in caplog.text and data.md5 == member_md5s(source[0])
+
+
+def test_command_line_refuses_an_unknown_file_md5_name(source: tuple[Path, str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"--file-md5 names unknown files \['data_batch_1'\]"):
+        main(["cifar100", "--torchvision-root", str(tmp_path), "--file-md5", f"data_batch_1={'0' * 32}",
+              "--archive", str(source[0]), "--url", UNREACHABLE, "--md5", source[1],
+              "--valid-size", "10", "--split-seed", "0", "--out", str(tmp_path / "data.pt")])

@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from cifar_archive import write_cifar100_archive
-from workflow_copy import copy_workflow, snakemake
+from torchvision.datasets.utils import calculate_md5, extract_archive
+from workflow_copy import copy_workflow, data_phase, snakemake
+
+from partialkd.cifar100 import prepare_cifar100, read_archive
+from partialkd.datasets import load_dataset
 
 METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
            "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.2]},
@@ -84,3 +89,24 @@ def test_second_run_has_nothing_to_do(finished: Path) -> None:
     result = snakemake(finished, "--configfile", "tiny.yaml", "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_data_step_reads_a_torchvision_root(tmp_path: Path) -> None:
+    """`cifar100.data.torchvision_root` (its cifar-100-python/ unpacked from a generated archive as
+    torchvision unpacks it): the archive's dataset, with no archive and no network."""
+    archive = tmp_path / "generated" / "cifar-100-python.tar.gz"
+    archive.parent.mkdir()
+    md5 = write_cifar100_archive(archive, train_per_class=4, test_per_class=1)
+    root = tmp_path / "torchvision"
+    extract_archive(archive, root)
+    config = tiny_cifar(tmp_path / "downloads" / "cifar-100-python.tar.gz", md5)
+    file_md5 = {name: calculate_md5(root / "cifar-100-python" / name) for name in ("train", "test", "meta")}
+    config["cifar100"]["data"] |= {"torchvision_root": str(root), "file_md5": file_md5}
+    assert "using the torchvision root" in data_phase(tmp_path, config, "cifar100")
+    assert not (tmp_path / "downloads").exists()
+    dataset = load_dataset(tmp_path / "results/cifar100/data/data.pt")
+    expected = prepare_cifar100(read_archive(archive, md5), valid_size=100, split_seed=0)
+    assert dataset.meta == expected.meta
+    for name in ("train", "valid", "test"):
+        assert torch.equal(dataset[name].x, expected[name].x)
+        assert torch.equal(dataset[name].labels, expected[name].labels)

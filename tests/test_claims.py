@@ -355,6 +355,30 @@ def test_claims_command_writes_the_verdicts(tmp_path):
     assert all(c["statement"] and c["evidence"] for c in written["claims"])
 
 
+def test_a_second_teacher_s_claims_are_written_beside_the_first(tmp_path):
+    """--teacher mlp --teacher oracle: mlp's claims lead, the oracle's stand beside them, each
+    from its own students and its own analyses."""
+    csv = tmp_path / "summary.csv"
+    with_distractors(make_summary(holding_effects())).to_csv(csv, index=False)
+    analyses = []
+    for teacher, spearman in (("mlp", 0.6), ("oracle", -0.6)):
+        path = tmp_path / f"{teacher}.json"
+        path.write_text(json.dumps({"meta": {"condition": 0.0, "teacher_name": teacher}, "geometry": [],
+                                    "rescaling": [{"seed": seed, "method": "kd", "q_from": "ce",
+                                                   "spearman": spearman + seed / 100} for seed in SEEDS]}))
+        analyses.append(str(path))
+    out = tmp_path / "claims.json"
+    main(["--summary", str(csv), "--teacher", "mlp", "--teacher", "oracle", "--analyses", *analyses,
+          *CLI, "--out", str(out)])
+    written = json.loads(out.read_text())
+    lead = {c["id"]: c["verdict"] for c in written["claims"]}
+    [beside] = written["beside"]
+    oracle = {c["id"]: c["verdict"] for c in beside["claims"]}
+    assert lead["C5"] == HOLDS and oracle["C5"] == FAILS  # the oracle's students carry the opposite effects
+    assert lead["C10"] == HOLDS and oracle["C10"] == FAILS  # each teacher's own analysis
+    assert beside["teacher"] == "oracle" and "`oracle` teacher" in beside["scope"]
+
+
 def test_a_verdict_resting_on_a_uniform_similarity_target_says_so(tmp_path):
     """kd_pt_sim whose chosen similarity rows are uniform at γ = 0 is kd_pt there: C7's and C4's
     parts at γ = 0 carry the caveat, the other γ do not, and the verdicts are unchanged."""
@@ -610,8 +634,9 @@ def test_c12_needs_every_size_step_to_raise_p_t(means, expected):
     assert claim.id == "C12" and claim.verdict == expected
     assert claim.evidence[0] == (
         "teachers→resnet20: resnet110 (1,700,000 parameters; mean p_t 0.850, 75% of p_t ≥ 0.9) − "
-        "resnet56 (860,000 parameters; mean p_t 0.800, 70% of p_t ≥ 0.9): p_t difference = +0.0500 "
-        "[+0.0455, +0.0545] (example sd 0.1414, n = 5000) → > 0 holds")  # t at 97.5%: 2 parts
+        "resnet56 (860,000 parameters; mean p_t 0.800, 70% of p_t ≥ 0.9): per-example p_t difference "
+        "(one network per size: about these two networks) = +0.0500 [+0.0455, +0.0545] "
+        "(example sd 0.1414, n = 5000) → > 0 holds")  # t at 97.5%: 2 parts
 
 
 def test_c12_is_not_run_with_fewer_than_two_plain_sizes():
@@ -634,3 +659,59 @@ def test_claims_command_reads_diagnoses(tmp_path):
     assert [(c["id"], c["verdict"]) for c in claims] == [
         ("C1", HOLDS), ("C2", HOLDS), ("C3", HOLDS), ("C4", HOLDS), ("C8", HOLDS), ("C9", HOLDS),
         ("C12", HOLDS)]
+
+
+# -------------------------------------------- replicates: worlds and teacher seeds as the unit
+
+
+def test_worlds_are_the_unit_seeds_within_a_world_are_averaged():
+    """Three worlds of two seeds: the interval is Student t over the three world means, not over
+    the six seeds (a world's students share its data and teacher)."""
+    world_effect = {0: 1.0, 1: 3.0, 2: 2.0}  # kd − ls per world, in points; the seeds add ±0.5
+    rows = []
+    for world, effect in world_effect.items():
+        for seed, noise in ((0, 0.5), (1, -0.5)):
+            for method, points in (("ls", 0.0), ("kd", effect + noise)):
+                rows.append({"role": "student", "teacher": "mlp", "gamma": 0.0, "world": world, "seed": seed,
+                             "method": method, "best_test_acc": 0.5 + points / 100, "selected": True})
+    data = Comparisons.synthetic(pd.DataFrame(rows), "mlp", INFERENCE)
+    part = data.part(GREATER, "kd", "ls", 0.0)
+    assert part.spread == "world sd" and part.sample.n == 3
+    assert part.sample.mean == pytest.approx(2.0) and part.sample.std == pytest.approx(1.0)
+    high = 2.0 + 4.302652729749464 / math.sqrt(3)  # t quantile 0.975 at 2 degrees of freedom
+    assert part.sample.interval(0.95).high == pytest.approx(high)
+    # without the world column the six seeds are the unit (one world: conditional on it)
+    seeds = Comparisons.synthetic(pd.DataFrame(rows).drop(columns="world").assign(
+        seed=[s for s in range(6) for _ in range(2)]), "mlp", INFERENCE)
+    assert seeds.part(GREATER, "kd", "ls", 0.0).sample.n == 6
+
+
+def replicated(kd_points: dict[str, list[float]], replicate: int, size_pairs=None) -> dict:
+    planted = diagnosis(PLAIN_AND_SMOOTHED, kd_points, size_pairs)
+    planted["meta"].update({"replicate": replicate, "unit": "teacher seed"})
+    for row in planted["teachers"]:
+        row["epochs"] = 5
+    return planted
+
+
+def test_c9_over_teacher_seeds_averages_each_teachers_students():
+    gaps = (2.0, 1.8, 2.2)  # plain − LS per teacher seed; each seed's two students ±1 around it
+    group = [replicated({"resnet56": [72.0 + gap + 1, 72.0 + gap - 1], "resnet56_ls": [72.0, 72.0]}, index)
+             for index, gap in enumerate(gaps)]
+    claim = claim_c9(group, INFERENCE)
+    assert claim.verdict == HOLDS
+    assert "+2.00 pts [" in claim.evidence[0] and "(teacher seed sd 0.20, n = 3)" in claim.evidence[0]
+
+
+def test_c12_over_teacher_seeds_uses_each_seeds_mean_p_t_difference():
+    group = [replicated({}, index, [size_pair("resnet56", "resnet110", mean, se=1e-6)])
+             for index, mean in enumerate((0.02, -0.01, 0.05))]
+    claim = claim_c12(group, INFERENCE)
+    # tiny per-example SEs would make each difference certain; across teachers it is not
+    assert claim.verdict == INCONCLUSIVE
+    assert "mean p_t difference per teacher seed = +0.0200" in claim.evidence[0]
+    assert "(teacher seed sd 0.0300, n = 3)" in claim.evidence[0]
+    assert "both trained 5 epochs" in claim.evidence[0]
+    group[0]["teachers"][2]["epochs"] = 15  # the larger teacher of the first seed's diagnosis
+    assert "trained 15 vs 5 epochs: the step confounds size with training length" in \
+        claim_c12(group, INFERENCE).evidence[0]

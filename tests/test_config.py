@@ -163,6 +163,15 @@ BAD_VALUES = {
     "unknown teacher kind": (_set(("synthetic", "teachers"), ["mlp", "resnet"]),
                              ["synthetic.teachers", "resnet"]),
     "unknown claims teacher": (_set(("claims", "teacher"), "resnet"), ["claims.teacher", "resnet"]),
+    "claims teacher the synthetic track does not train": (
+        _set(("synthetic", "teachers"), ["oracle"]), ["claims.teacher", "'mlp'", "synthetic.teachers (oracle)"]),
+    "student hidden outside the architectures": (_set(("synthetic", "student", "hidden"), [32]),
+                                                 ["synthetic.student.hidden"]),
+    "a student architecture name twice": (
+        _set(("synthetic", "student", "architectures"), [{"name": "a", "hidden": []}, {"name": "a", "hidden": [4]}]),
+        ["synthetic.student.architectures", "a name is given twice"]),
+    "a world seed twice": (_set(("synthetic", "data", "world_seeds"), [0, 0]), ["synthetic.data.world_seeds"]),
+    "no teacher seed": (_set(("fashion_mnist", "teacher_seeds"), []), ["fashion_mnist.teacher_seeds"]),
     "confidence 1": (_set(("claims", "confidence"), 1), ["claims.confidence"]),
     "unknown correction": (_set(("claims", "correction"), "holm"), ["claims.correction", "holm"]),
     "unknown error bars": (_set(("figures", "error_bars"), "ci99"), ["figures.error_bars", "ci99"]),
@@ -239,7 +248,7 @@ def test_boundary_values_are_accepted(params):
     params["synthetic"]["data"]["gammas"] = [0.0, 1.0]
     params["synthetic"]["methods"]["ls"] = {"lam": [0.0, 1.0], "tau": [1]}
     params["synthetic"]["student"]["weight_decay"] = 0.0
-    params["synthetic"]["student"]["hidden"] = []  # a linear student
+    params["synthetic"]["student"]["architectures"] = [{"name": "linear", "hidden": []}]
     params["claims"]["margin"] = 0
     validate_params(params, SCHEMA)
 

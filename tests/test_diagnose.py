@@ -18,7 +18,7 @@ from partialkd.claims import HOLDS, NOT_RUN, Inference, claim_c9, claim_c12
 from partialkd.datasets import load_dataset, save_dataset
 from partialkd.diagnose import (
     FILE_TEACHER,
-    checkpoint_size,
+    checkpoint_identity,
     confidence_stats,
     load_teacher,
     main,
@@ -202,6 +202,7 @@ BASE_ARGS = ["--data", "d.pt", "--teachers", "a=a.pth", "b=b/model.pt", "--out-j
     (["--teacher-arch", "a=resnet34", "--crop", "24"], "--teacher-arch needs --crop and --resize"),
     (["--teacher-arch", "resnet34"], "--teacher-arch: expected NAME=ARCH, got 'resnet34'"),
     (["--top-classes", "0"], "must be at least 1, got 0"),
+    (["--replicate", "seed=1"], "--replicate: expected world=N or teacher_seed=N, got 'seed=1'"),
 ])
 def test_bad_bounds_and_teacher_files_are_refused(extra, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -214,10 +215,10 @@ def test_the_command_passes_bounds_and_teacher_files_on(monkeypatch):
     monkeypatch.setattr(diagnose_module, "diagnose", lambda *args: calls.append(args) or {})
     monkeypatch.setattr(diagnose_module, "save_json", lambda result, path: None)
     main([*BASE_ARGS, "--teacher-arch", "a=resnet34", "--crop", "24", "--resize", "32",
-          "--top-classes", "100", "--max-examples", "20000"])
-    [(data, teachers, students, _, _, student, top, most, files)] = calls
+          "--top-classes", "100", "--max-examples", "20000", "--replicate", "teacher_seed=2"])
+    [(data, teachers, students, _, _, student, top, most, files, replicate)] = calls
     assert (data, teachers, students, student) == ("d.pt", {"a": "a.pth", "b": "b/model.pt"}, [], None)
-    assert (top, most) == (100, 20000)
+    assert (top, most, replicate) == (100, 20000, ("teacher_seed", 2))
     assert files == {"a": {"arch": "resnet34", "crop": 24, "resize": 32}}
 
 
@@ -232,15 +233,17 @@ def test_a_teacher_file_is_read_with_its_architecture_and_input_size(data_path, 
     _, identity = load_teacher("r.pth", load_dataset(data_path), {"arch": "resnet8", "crop": 24, "resize": 32})
     assert calls == [("r.pth", 6, "resnet8", 24, 32)]
     parameters = sum(p.numel() for p in build_image_model("resnet8", 6).parameters())
-    assert identity == {"method": FILE_TEACHER, "architecture": "resnet8", "parameters": parameters}
+    assert identity == {"method": FILE_TEACHER, "architecture": "resnet8", "parameters": parameters,
+                        "epochs": None}
 
 
 @pytest.mark.parametrize(("family", "name", "build"), [("imagenet", "resnet8", build_image_model),  # fast
                                                        ("lm", "tiny", build_lm)])
-def test_checkpoint_size_of_imagenet_and_language_model_runs(family, name, build, tmp_path):
-    torch.save({"arch": {"family": family, "name": name, "num_classes": 12}}, tmp_path / "model.pt")
+def test_checkpoint_identity_of_imagenet_and_language_model_runs(family, name, build, tmp_path):
+    torch.save({"arch": {"family": family, "name": name, "num_classes": 12},
+                "fingerprint": {"config": {"epochs": 7}}}, tmp_path / "model.pt")
     parameters = sum(p.numel() for p in build(name, 12).parameters())
-    assert checkpoint_size(tmp_path / "model.pt") == (name, parameters)
+    assert checkpoint_identity(tmp_path / "model.pt") == (name, parameters, 7)
 
 
 def test_a_missing_or_foreign_teacher_is_refused(data_path, tmp_path, image_teacher):
@@ -274,7 +277,8 @@ def test_command_on_a_synthetic_teacher_and_the_oracle(data_path, teacher_run, t
           "--out-json", str(tmp_path / "d.json"), "--figure-stem", str(stem)])
     result = read_json(tmp_path / "d.json")
     assert result["meta"] == {"split": "valid", "examples": 200, "taus": [1.0, 8.0], "num_classes": 6,
-                              "classes": 4, "gamma": TINY_GAMMA, "student": None, "condition": TINY_GAMMA}
+                              "classes": 4, "gamma": TINY_GAMMA, "student": None, "condition": TINY_GAMMA,
+                              "replicate": 0, "unit": "seed"}
     mlp, oracle = result["teachers"]
     assert (mlp["name"], mlp["method"], mlp["architecture"]) == ("mlp", "ce", "mlp-16")
     assert mlp["parameters"] == 10 * 16 + 16 + 16 * 6 + 6

@@ -96,7 +96,7 @@ def test_repro_builds_everything_and_a_second_repro_does_nothing(dvc_repo: Path)
     assert stages_run(dvc_repro(dvc_repo)) == set()
     assert "up to date" in run(dvc_repo, "dvc", "status", check=True).stdout
     metrics = run(dvc_repo, "dvc", "metrics", "show", check=True).stdout
-    assert "mlp.gamma_0.kd_pt" in metrics
+    assert "mlp.gamma_0_student_mlp8.kd_pt" in metrics
     plots = dvc_repo.parent / "plots"
     run(dvc_repo, "dvc", "plots", "show", "-o", str(plots), check=True)
     assert "best_test_acc" in (plots / "index.html").read_text()
@@ -111,7 +111,7 @@ def test_parameter_changes_rerun_only_what_they_touch(dvc_repo: Path) -> None:
     assert "synthetic.student.epochs" in run(dvc_repo, "dvc", "params", "diff", check=True).stdout
     # the teachers and students are one stage; Snakemake retrains the students alone
     assert stages_run(dvc_repro(dvc_repo)) == SYNTHETIC_STAGES - {"data@synthetic"}
-    assert "mlp.gamma_0.kd" in run(dvc_repo, "dvc", "metrics", "diff", check=True).stdout
+    assert "mlp.gamma_0_student_mlp8.kd" in run(dvc_repo, "dvc", "metrics", "diff", check=True).stdout
     assert fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt") == teachers
     retrained = fingerprints(dvc_repo, "results/synthetic/students/**/model.pt")
     assert all(retrained[name][0] != students[name][0] for name in students)

@@ -1,10 +1,12 @@
 """The Fashion-MNIST step on small files in the real IDX format: parsing, the order of the
 sources, checksums (published .gz, recompressed .gz, plain), download from a local HTTP
-server, the offline error, the split, the class groups, the meta and the command line."""
+server, a torchvision root (made by torchvision itself from such files), the offline error,
+the split, the class groups, the meta and the command line."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchvision import datasets
 
 from idx_files import NAMES, checksums, fake_fashion_mnist, gzipped, idx_bytes, published, write_files
 from local_server import UNREACHABLE, clear_proxies, serve
@@ -262,3 +265,84 @@ def test_debian_package_files_are_the_published_data(tmp_path: Path) -> None:
     assert dataset["test"].labels.bincount().tolist() == [1000] * 10
     assert set(dataset.meta["md5"]) == set(NAMES)
     assert dataset.meta["channel_mean"][0] == pytest.approx(0.286, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def torchvision_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root as torchvision's FashionMNIST(root, download=True) leaves it (FashionMNIST/raw/ with
+    each NAME.gz and NAME), made by torchvision from the fake files on a local server; never modified."""
+    root = tmp_path_factory.mktemp("torchvision")
+    with serve(published(FILES)) as (url, _):
+        torchvision_fashion_mnist(url)(root, download=True)
+    assert sorted(path.name for path in (root / "FashionMNIST/raw").iterdir()) == \
+        sorted([*NAMES, *(f"{name}.gz" for name in NAMES)])
+    return root
+
+
+def torchvision_fashion_mnist(url: str) -> type[datasets.FashionMNIST]:
+    """torchvision's FashionMNIST (same class name: same folder) with the fake files' address and MD5s."""
+    resources = [(f"{name}.gz", MD5S[f"{name}.gz"]) for name in NAMES]
+    return type("FashionMNIST", (datasets.FashionMNIST,), {"mirrors": [url], "resources": resources})
+
+
+def test_torchvision_root_gives_the_dataset_of_the_files(torchvision_root: Path, folder: Path,
+                                                         tmp_path: Path) -> None:
+    """The data step reads the root (no other source, downloads off): the same dataset as from the
+    published files, meta included, with the images and labels that torchvision reads there."""
+    out = tmp_path / "data.pt"
+    main(["fashion_mnist", "--torchvision-root", str(torchvision_root), "--no-debian", "--download-dir",
+          str(tmp_path / "absent"), "--url", UNREACHABLE, "--no-download", *md5_options(),
+          "--valid-size", "40", "--split-seed", "2", "--out", str(out)])
+    dataset, expected = load_dataset(out), from_dir(folder, valid_size=40, split_seed=2)
+    assert dataset.meta == expected.meta and not (tmp_path / "absent").exists()
+    for name in ("train", "valid", "test"):
+        assert torch.equal(dataset[name].x, expected[name].x)
+        assert torch.equal(dataset[name].labels, expected[name].labels)
+    source = locate(tmp_path / "absent", None, None, UNREACHABLE, MD5S, torchvision_root=torchvision_root)
+    data = fashion_mnist.verified_files(source, MD5S)
+    for split, train in (("train", True), ("test", False)):
+        reference = torchvision_fashion_mnist(UNREACHABLE)(torchvision_root, train=train)
+        ours = fashion_mnist.read_split(data, split, source)
+        assert torch.equal(ours.x[:, 0], reference.data) and torch.equal(ours.labels, reference.targets)
+
+
+def test_torchvision_root_comes_after_the_user_dir_and_before_debian(torchvision_root: Path,
+                                                                     tmp_path: Path) -> None:
+    user, debian = write_files(tmp_path / "user", FILES), write_files(tmp_path / "debian", FILES, "debian")
+    kinds = [locate(tmp_path / "download", user_dir, debian, UNREACHABLE, MD5S, torchvision_root=root).kind
+             for user_dir, root in ((user, torchvision_root), (None, torchvision_root), (None, tmp_path))]
+    assert kinds == ["directory", "torchvision", "debian"]  # tmp_path has no FashionMNIST/raw/
+    source = locate(tmp_path / "download", None, debian, UNREACHABLE, MD5S,
+                    torchvision_root=torchvision_root)
+    assert source.folder == torchvision_root / "FashionMNIST/raw"
+    assert source.files["t10k-labels-idx1-ubyte"].name == "t10k-labels-idx1-ubyte.gz"  # the published form
+
+
+@pytest.mark.parametrize("name", ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte"])
+def test_corrupt_file_in_torchvision_root_is_refused_before_parsing(
+        torchvision_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A damaged file is refused, whichever form (a plain NAME is read where its NAME.gz is gone)."""
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    shutil.copytree(torchvision_root / "FashionMNIST/raw", raw)
+    path = raw / name
+    if name.endswith(".gz"):  # a sound gzip of other images
+        path.write_bytes(gzipped(fake_fashion_mnist(seed=1)["train-images-idx3-ubyte"], name[:-3]))
+    else:
+        (raw / f"{name}.gz").unlink()
+        corrupt(path)
+    actual = hashlib.md5(path.read_bytes()).hexdigest()
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("a file was parsed before its checksum was checked")
+
+    monkeypatch.setattr(fashion_mnist, "parse_idx", no_parsing)
+    out = tmp_path / "data.pt"
+    with pytest.raises(SystemExit) as exit_:
+        main(["fashion_mnist", "--torchvision-root", str(raw.parents[1]), "--no-debian", "--download-dir",
+              str(tmp_path / "absent"), "--url", UNREACHABLE, *md5_options(), "--valid-size", "10",
+              "--split-seed", "0", "--out", str(out)])
+    message = str(exit_.value.code)
+    for part in (f"Fashion-MNIST file {path} has MD5 {actual}, expected {MD5S[name]}",
+                 "set fashion_mnist.data.torchvision_root to null"):
+        assert part in message
+    assert not out.exists() and not (tmp_path / "absent").exists()

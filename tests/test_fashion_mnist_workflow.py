@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from idx_files import checksums, fake_fashion_mnist, write_files
-from workflow_copy import copy_workflow, snakemake
+from workflow_copy import copy_workflow, data_phase, snakemake
+
+from partialkd.datasets import load_dataset
+from partialkd.fashion_mnist import locate, prepare_fashion_mnist
 
 METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
            "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
@@ -29,7 +33,8 @@ def tiny_fashion_mnist(folder: Path, md5: dict[str, str], workdir: Path) -> dict
                          "cnn_ls": {"arch": "cnn_16_32", "target": {"ls": {"lam": [0.1], "tau": [1]}}},
                          "cnn_wide": {"arch": "cnn_32_64", "target": {"ce": {}},
                                       "recipe": {"epochs": 2, "milestones": [2]}}},
-            "students": {"seeds": [0, 1], "architectures": {"mlp8": {"hidden": [8]}},
+            "teacher_seeds": [0, 1],
+            "students": {"seeds": [0], "architectures": {"mlp8": {"hidden": [8]}},
                          "training": {"train_size": 100, "epochs": 2, "batch_size": 50},
                          "pairs": [{"teacher": "cnn", "student": "mlp8"},
                                    {"teacher": "cnn_ls", "student": "mlp8", "methods": ["kd"]},
@@ -53,13 +58,16 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_pair_and_seed_trains_down_to_the_report(finished: Path) -> None:
     summary = pd.read_csv(finished / "results/fashion_mnist/summary.csv")
-    assert set(summary.loc[summary["role"] == "teacher", "teacher"]) == {"cnn", "cnn_ls", "cnn_wide"}
+    teachers = summary[summary["role"] == "teacher"]
+    assert set(teachers["teacher"]) == {"cnn", "cnn_ls", "cnn_wide"}
+    assert teachers.groupby("teacher")["teacher_seed"].nunique().eq(2).all()  # one teacher per seed
     students = summary[summary["role"] == "student"]
     assert set(students["student"]) == {"mlp8"}
     # the full pair's stack trains every method's grid; the diagnosis pairs kd alone
     assert set(students.loc[students["teacher"] == "cnn", "method"]) == set(METHODS)
     assert set(students.loc[students["teacher"] != "cnn", "method"]) == {"kd"}
-    assert students.groupby("teacher")["seed"].nunique().eq(2).all()
+    # each teacher seed's teachers teach their own students
+    assert students.groupby("teacher")["teacher_seed"].nunique().eq(2).all()
     report = (finished / "paper/REPORT.md").read_text()
     assert report.index("## Claims") < report.index("## Fashion-MNIST")
     assert "### cnn → mlp8" in report and "### cnn_ls → mlp8" in report
@@ -72,12 +80,19 @@ def test_analyses_and_diagnoses_feed_claims_c9_to_c12(finished: Path) -> None:
     by_id = {claim["id"]: claim for claim in claims["claims"]}
     assert "cnn_ls" in " ".join(by_id["C9"]["evidence"])  # the LS teacher against the plain one
     assert "cnn_wide" in " ".join(by_id["C12"]["evidence"])  # the larger teacher against the smaller
-    diagnosis = json.loads((finished / "results/fashion_mnist/diagnoses/mlp8.json").read_text())
-    assert [t["name"] for t in diagnosis["teachers"]] == ["cnn", "cnn_ls", "cnn_wide"]
+    # C9 and C12 over the two teacher seeds, not over students or examples
+    assert "(teacher seed sd " in by_id["C9"]["evidence"][0] and ", n = 2)" in by_id["C9"]["evidence"][0]
+    assert "mean p_t difference per teacher seed" in by_id["C12"]["evidence"][0]
+    assert "trained 2 vs 1 epochs: the step confounds size with training length" in by_id["C12"]["evidence"][0]
+    for seed in (0, 1):
+        diagnosis = json.loads((finished / f"results/fashion_mnist/diagnoses/teacher_seed{seed}/mlp8.json").read_text())
+        assert [t["name"] for t in diagnosis["teachers"]] == ["cnn", "cnn_ls", "cnn_wide"]
+        assert diagnosis["meta"]["replicate"] == seed and diagnosis["meta"]["unit"] == "teacher seed"
+    figures = finished / "paper/figures/fashion_mnist/teacher_seed0"
     for kind in ("rescaling", "geometry", "geometry_bars"):
-        assert (finished / f"paper/figures/fashion_mnist/cnn_mlp8_{kind}.pdf").stat().st_size > 1000
+        assert (figures / f"cnn_mlp8_{kind}.pdf").stat().st_size > 1000
     for kind in ("confidence", "tau"):
-        assert (finished / f"paper/figures/fashion_mnist/mlp8_{kind}.png").stat().st_size > 1000
+        assert (figures / f"mlp8_{kind}.png").stat().st_size > 1000
 
 
 def test_a_corrupt_file_is_refused_by_its_checksum(tmp_path: Path) -> None:
@@ -98,3 +113,23 @@ def test_second_run_has_nothing_to_do(finished: Path) -> None:
     result = snakemake(finished, "--configfile", "tiny.yaml", "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_data_step_reads_a_torchvision_root(tmp_path: Path) -> None:
+    """`fashion_mnist.data.torchvision_root` (FashionMNIST/raw/ with each NAME.gz and NAME, as
+    torchvision leaves them): the dataset of the same files in a folder, with no other source."""
+    files = fake_fashion_mnist(train=200, test=40)
+    md5s = checksums(files)
+    raw = tmp_path / "torchvision" / "FashionMNIST" / "raw"
+    write_files(write_files(raw, files), files, "plain")
+    config = tiny_fashion_mnist(write_files(tmp_path / "idx", files), md5s, tmp_path)
+    config["fashion_mnist"]["data"] |= {"dir": None, "torchvision_root": str(tmp_path / "torchvision")}
+    assert "using the torchvision source" in data_phase(tmp_path, config, "fashion_mnist")
+    assert not (tmp_path / "downloads").exists()
+    dataset = load_dataset(tmp_path / "results/fashion_mnist/data/data.pt")
+    source = locate(tmp_path / "unused", tmp_path / "idx", None, md5s=md5s, download=False)
+    expected = prepare_fashion_mnist(source, valid_size=40, split_seed=0, md5s=md5s)
+    assert dataset.meta == expected.meta
+    for name in ("train", "valid", "test"):
+        assert torch.equal(dataset[name].x, expected[name].x)
+        assert torch.equal(dataset[name].labels, expected[name].labels)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from partialkd.aggregate import SCORES
-from partialkd.figures import main, topk_by_k, topk_figure
+from partialkd.figures import gain_over_baseline, main, topk_by_k, topk_figure
 from partialkd.style import save_figure
 
 
@@ -82,3 +82,17 @@ def test_only_the_topk_figure_takes_a_metric(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["gain", "--summary", "s.csv", "--metric", "ppl", "--out-stem", "f"])
     assert "the gain figure shows accuracy only" in capsys.readouterr().err
+
+
+def test_students_of_different_worlds_with_one_seed_number_stay_apart() -> None:
+    """Seed 0 of world 0 and seed 0 of world 1 are two students: each k keeps both, and the gain
+    over ce pairs each student with its own world's ce student."""
+    worlds = pd.concat([topk_summary().assign(world=world) for world in (0, 1)], ignore_index=True)
+    worlds.loc[worlds["world"] == 1, "best_test_acc"] += 0.10
+    chosen = topk_by_k(worlds)
+    assert len(chosen) == 2 * len(topk_by_k(topk_summary()))
+    assert sorted(chosen.loc[chosen["k"] == 5, "score"].round(6)) == [60.0, 61.0, 70.0, 71.0]
+    ce = worlds[worlds["method"] == "kd"].assign(method="ce", best_test_acc=0.5)
+    gains = gain_over_baseline(pd.concat([worlds, ce], ignore_index=True))
+    kd = gains[gains["method"] == "kd"].sort_values(["world", "seed"])
+    assert kd["gain"].round(6).tolist() == [5.0, 5.0, 15.0, 15.0]

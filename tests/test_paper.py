@@ -119,6 +119,7 @@ PAIRS = {"cifar100": {"students": {"pairs": [{"teacher": "resnet56", "student": 
 
 @pytest.mark.parametrize("track, condition, label", [
     ("synthetic", "gamma0.45_mlp", "γ = 0.45, teacher `mlp`"),
+    ("synthetic", "gamma0.45_oracle_mlp_32", "γ = 0.45, teacher `oracle`, student `mlp_32`"),
     ("synthetic", "gamma0", "γ = 0"),
     ("cifar100", "resnet56_ls_resnet20", "`resnet56_ls` → `resnet20`"),
     ("cifar100", "resnet20", "the teachers of `resnet20`"),
@@ -187,7 +188,8 @@ def test_a_failing_engine_stops_with_its_log_named(tmp_path: Path, monkeypatch) 
 
 
 PARAMS = {"claims": {"teacher": "mlp"}, "figures": {"error_bars": "sd"},
-          "synthetic": {"methods": {"ce": {}, "kd": {"lam": [0.5, 0.9], "tau": [4]}}}}
+          "synthetic": {"methods": {"ce": {}, "kd": {"lam": [0.5, 0.9], "tau": [4]}},
+                        "data": {"world_seeds": [0]}, "student": {"seeds": [0, 1]}}}
 CLAIMS = {"confidence": 0.95, "correction": "bonferroni", "margin": 0.5,
           "procedure": procedure_text(0.95, "bonferroni", 0.5, " pts"),
           "scope": "the students of the `mlp` teacher, per class correlation γ",

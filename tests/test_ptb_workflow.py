@@ -65,10 +65,10 @@ def test_claims_compare_perplexity_and_use_the_analyses(finished: Path) -> None:
     summary = pd.read_csv(finished / "results/ptb/summary.csv").query("role == 'student'")
     gain = summary[summary["selected"]].pivot_table(index="seed", columns="method", values="best_test_ppl")
     assert f"{(gain['ls'] - gain['kd']).mean():+.2f} ppl" in by_id["C1"]["evidence"][0]
-    analysis = json.loads((finished / "results/ptb/analyses/medium/tiny.json").read_text())
+    analysis = json.loads((finished / "results/ptb/analyses/teacher_seed0/medium/tiny.json").read_text())
     assert analysis["meta"]["classes"] == 12 and analysis["meta"]["examples"] == 40
     for kind in ("rescaling", "geometry", "geometry_bars"):
-        assert (finished / f"paper/figures/ptb/medium_tiny_{kind}.png").stat().st_size > 1000
+        assert (finished / f"paper/figures/ptb/teacher_seed0/medium_tiny_{kind}.png").stat().st_size > 1000
 
 
 def test_a_corrupt_file_is_refused_by_its_checksum(tmp_path: Path) -> None:

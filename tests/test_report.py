@@ -5,7 +5,7 @@ import pandas as pd
 
 from partialkd.aggregate import SCORES
 from partialkd.document import Paragraph, TableBlock
-from partialkd.report import Report, edge_selections
+from partialkd.report import Report, edge_selections, replicate_label, students_text
 from partialkd.tables import (accuracy_table, pair_sim_degeneracy_table, pair_table, selected_variants,
                               sim_degeneracy_table, to_markdown)
 
@@ -166,7 +166,8 @@ def table_stems(blocks: list) -> list[str]:
 
 
 def test_the_track_sections_show_the_sim_degeneracy_table_when_there_are_sim_students() -> None:
-    params = {"claims": {"teacher": "mlp"}, "synthetic": {"methods": {}}}
+    params = {"claims": {"teacher": "mlp"},
+              "synthetic": {"methods": {}, "data": {"world_seeds": [0]}, "student": {"seeds": [0]}}}
     synthetic = summary(sim_rows()).assign(best_test_acc=0.6)
     assert "synthetic/sim_degeneracy" in table_stems(Report(params, "tables").synthetic(synthetic, ()))
     without = synthetic[~synthetic["method"].str.contains("sim")]
@@ -209,3 +210,31 @@ def test_a_track_without_the_peers_protocol_keeps_the_plain_comparison() -> None
     assert ("“published” is the published number for the same architectures and recipe (NOTES §4), "
             "where one exists; “Δ (ours)” is best-on-validation minus published.") in text
     assert "peak" not in text and "protocol" not in text
+
+
+def test_students_text_counts_replicates_times_seeds() -> None:
+    params = {"synthetic": {"data": {"world_seeds": [0, 1, 2]}, "student": {"seeds": [0, 1]}},
+              "fashion_mnist": {"teacher_seeds": [0, 1, 2], "students": {"seeds": [0, 1, 2, 3]}},
+              "cifar100": {"teacher_seed": 0, "students": {"seeds": [0, 1, 2]}}}
+    assert students_text("synthetic", params) == "6 students (3 worlds × 2 seeds)"
+    assert students_text("fashion_mnist", params) == "12 students (3 teacher seeds × 4 seeds)"
+    assert students_text("cifar100", params) == "3 seeds"
+    assert replicate_label("world1", "synthetic", params) == ", world 1 (the claims pool every world)"
+    assert replicate_label("teacher_seed0", "cifar100", params) == ""  # one teacher: nothing to pool
+    assert replicate_label("figures", "fashion_mnist", params) == ""
+
+
+def test_the_claims_of_other_teachers_stand_beside_the_leading_ones() -> None:
+    claim = {"id": "C1", "statement": "kd > ls", "verdict": "holds", "evidence": ["γ = 0: ..."],
+             "parts": ["holds"], "level": 0.95, "caveats": []}
+    claims = {"scope": "the students of the `mlp` teacher", "procedure": "The procedure.",
+              "claims": [claim],
+              "beside": [{"teacher": "oracle", "student": "linear",
+                          "scope": "the `linear` students of the `oracle` teacher",
+                          "claims": [{**claim, "verdict": "fails"}]}]}
+    report = Report({}, "tables")
+    blocks = report.claims({"synthetic": claims})
+    stems = table_stems(blocks)
+    assert stems == ["synthetic/claims", "synthetic/claims_oracle_linear"]
+    texts = [block.text for block in blocks if isinstance(block, Paragraph)]
+    assert any("`oracle` teacher" in text for text in texts)

@@ -1,6 +1,7 @@
 """The real Snakemake workflow, at tiny size, in a copy of the repository's workflow files."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -28,14 +29,17 @@ def finished_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> None:
     summary = pd.read_csv(finished_workflow / "results/synthetic/summary.csv")
     students = summary[summary["role"] == "student"]
-    # one row per γ × teacher × seed × grid point (ls and kd_topk have two), one per γ for the teacher
-    assert len(students) == 2 * 2 * 2 * 9
-    # one selected row per γ × teacher × seed × method
-    assert students["selected"].sum() == 2 * 2 * 2 * 7
+    # one row per γ × world × teacher × student architecture × seed × grid point (ls and kd_topk
+    # have two), one per γ and world for the teacher
+    assert len(students) == 2 * 2 * 2 * 2 * 1 * 9
+    # one selected row per γ × world × teacher × student architecture × seed × method
+    assert students["selected"].sum() == 2 * 2 * 2 * 2 * 1 * 7
+    assert set(students["student"]) == {"mlp8", "linear"}
+    assert sorted(students["world"].unique()) == [0, 1]
     selected = pd.read_csv(finished_workflow / "results/synthetic/selected.csv")  # for DVC plots
     assert selected.equals(students[students["selected"]].reset_index(drop=True))
     assert set(students["method"]) == set(TINY["synthetic"]["methods"])
-    assert len(summary[summary["role"] == "teacher"]) == 2
+    assert len(summary[summary["role"] == "teacher"]) == 2 * 2
     assert students["best_test_acc"].between(0, 1).all()
     for suffix in ("png", "pdf"):
         assert (finished_workflow / f"paper/figures/synthetic/gain.{suffix}").stat().st_size > 1000
@@ -44,13 +48,24 @@ def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> Non
     for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C10", "C11"):
         assert f"**{claim}**" in report
     assert "figures/synthetic/gain.png" in report and "figures/synthetic/topk.png" in report
-    # the students' analyses: one per γ for the claims' teacher, with their figures in the report
+    # the students' analyses: one per γ and world for the claims' teacher; the report shows the
+    # first world's figures, and the claims pool the worlds (n = 2 worlds, not seeds)
     for gamma in ("0", "0.9"):
-        analysis = finished_workflow / f"results/synthetic/analyses/gamma{gamma}/mlp.json"
-        assert analysis.is_file()
+        for world in (0, 1):
+            analysis = finished_workflow / f"results/synthetic/analyses/world{world}/gamma{gamma}/mlp/mlp8.json"
+            assert analysis.is_file()
         for kind in ("rescaling", "geometry", "geometry_bars"):
-            assert f"figures/synthetic/gamma{gamma}_mlp_{kind}.png" in report
-            assert (finished_workflow / f"paper/figures/synthetic/gamma{gamma}_mlp_{kind}.pdf").is_file()
+            assert f"figures/synthetic/world0/gamma{gamma}_mlp_mlp8_{kind}.png" in report
+            assert f"figures/synthetic/world1/gamma{gamma}_mlp_mlp8_{kind}.png" not in report
+            assert (finished_workflow / f"paper/figures/synthetic/world0/gamma{gamma}_mlp_mlp8_{kind}.pdf").is_file()
+    assert "(world sd " in report and "(seed sd " not in report
+    # the oracle teacher's claims stand beside the MLP teacher's
+    claims = json.loads((finished_workflow / "results/synthetic/claims.json").read_text())
+    beside = {(b["teacher"], b["student"]): b for b in claims["beside"]}
+    assert set(beside) == {("mlp", "linear"), ("oracle", "mlp8"), ("oracle", "linear")}
+    assert [c["id"] for c in beside["oracle", "linear"]["claims"]][:3] == ["C1", "C2", "C3"]
+    assert "`mlp8` students of the `mlp` teacher" in claims["scope"]
+    assert "Beside them: the `linear` students of the `oracle` teacher" in report
 
 
 def test_second_run_has_nothing_to_do(finished_workflow: Path) -> None:
@@ -83,7 +98,7 @@ def test_paper_tables_latex_body_and_pdf(finished_workflow: Path) -> None:
         assert latex_problems((paper / f"tables/synthetic/{name}.tex").read_text(), paper, tabular=True) == []
     body = (paper / "generated/body.tex").read_text()
     assert latex_problems(body, paper) == []
-    assert "\\includegraphics{figures/synthetic/gamma0.9_mlp_rescaling.pdf}" in body
+    assert "\\includegraphics{figures/synthetic/world0/gamma0.9_mlp_mlp8_rescaling.pdf}" in body
     assert (paper / "main.pdf").is_file() == (find_engine() is not None)
 
 

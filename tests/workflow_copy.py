@@ -16,11 +16,12 @@ TINY = {
     "tracks": ["synthetic"],
     "synthetic": {
         "data": {"gammas": [0.0, 0.9], "num_classes": 6, "num_groups": 2, "dim": 10,
-                 "link_a": [0.5, 1.0], "link_b": [0.0, 1.0],
+                 "link_a": [0.5, 1.0], "link_b": [0.0, 1.0], "world_seeds": [0, 1],
                  "sizes": {"train": 600, "valid": 300, "test": 300}},
         "teacher": {"hidden": [16], "epochs": 2},
         "teachers": ["mlp", "oracle"],
-        "student": {"hidden": [8], "train_size": 200, "epochs": 2, "seeds": [0, 1]},
+        "student": {"architectures": [{"name": "mlp8", "hidden": [8]}, {"name": "linear", "hidden": []}],
+                    "train_size": 200, "epochs": 2, "seeds": [0]},
         "methods": {"ce": {}, "ls": {"lam": [0.3, 0.5], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
                     "kd_pt": {"lam": [0.9], "tau": [4]},
                     "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
@@ -66,6 +67,14 @@ def copy_workflow(destination: Path, overrides: dict | None = None) -> Path:
     if overrides is not None:
         (destination / "tiny.yaml").write_text(yaml.safe_dump(overrides))
     return destination
+
+
+def data_phase(workdir: Path, config: dict, track: str) -> str:
+    """Run `<track>_data_phase` on a copy of the workflow with `config` (tiny.yaml); its log."""
+    copy_workflow(workdir, config)
+    result = snakemake(workdir, f"{track}_data_phase", "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return (workdir / f"logs/{track}/data.log").read_text()
 
 
 def write_params(workdir: Path, overrides: dict) -> None:

@@ -26,7 +26,39 @@ from partialkd.io import atomic_write, save_json
 
 HYPERPARAMETERS = ("lam", "tau", "alpha", "k", "renormalize")
 # What identifies one trained model apart from its hyperparameters: selection happens within.
-SELECTION_GROUP = ["track", "role", "teacher", "student", "gamma", "seed", "method"]
+SELECTION_GROUP = ["track", "role", "teacher", "student", "gamma", "world", "teacher_seed", "seed", "method"]
+# The tags naming a replicate above the student seed, with the unit's name in words: a synthetic
+# world (its own data and teacher), a teacher seed (a track training several teachers of a kind).
+REPLICATES = {"world": "world", "teacher_seed": "teacher seed"}
+
+
+def seed_columns(rows: pd.DataFrame) -> list[str]:
+    """The columns that tell apart the students of one condition: the replicate columns the rows
+    fill (world, teacher seed), then the seed."""
+    return [column for column in REPLICATES if column in rows and rows[column].notna().any()] + ["seed"]
+
+
+def parse_replicate(text: str) -> tuple[str, int]:
+    """`--replicate COLUMN=VALUE` (e.g. world=1) as (column, value), an argparse type."""
+    column, _, value = text.partition("=")
+    if column not in REPLICATES or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(f'{c}=N' for c in REPLICATES)}, got {text!r}")
+    return column, int(value)
+
+
+def replicate_meta(replicate: tuple[str, int] | None) -> dict[str, Any]:
+    """An analysis's or diagnosis's replicate for the claims: its value and the unit's name
+    (0 and "seed" for a track with one replicate)."""
+    return {"replicate": 0, "unit": "seed"} if replicate is None else \
+        {"replicate": replicate[1], "unit": REPLICATES[replicate[0]]}
+
+
+def of_replicate(rows: pd.DataFrame, replicate: tuple[str, int] | None) -> pd.DataFrame:
+    """The rows of one replicate (all rows for None)."""
+    if replicate is None:
+        return rows
+    column, value = replicate
+    return rows[rows[column] == value] if column in rows else rows.iloc[:0]
 NO_TEACHER = "none"  # the teacher tag of image-track students that take nothing from a teacher
 
 
@@ -102,11 +134,12 @@ def _variant_row(variant: dict[str, Any]) -> dict[str, Any]:
 
 
 def headline_metrics(table: pd.DataFrame, score: Score = ACCURACY) -> dict[str, Any]:
-    """Mean test score (accuracy in %, best-on-validation checkpoint) per teacher, condition (γ,
-    or the student architecture) and student method: the numbers `dvc metrics diff` compares.
+    """Mean test score (accuracy in %, best-on-validation checkpoint) per teacher, condition (γ
+    and the student architecture where recorded, or the student architecture) and student method: the numbers `dvc metrics diff` compares.
     Keys avoid '.', which DVC uses as a separator."""
     students = selected_students(table)
-    condition = [f"gamma_{gamma:g}".replace(".", "_") if pd.notna(gamma) else f"student_{student}"
+    condition = [f"gamma_{gamma:g}".replace(".", "_") + (f"_student_{student}" if pd.notna(student) else "")
+                 if pd.notna(gamma) else f"student_{student}"
                  for gamma, student in zip(students["gamma"], students["student"])]
     means = students.groupby([students["teacher"], pd.Series(condition, index=students.index),
                               students["method"]])[score.column()].mean() * score.scale

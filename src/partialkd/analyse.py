@@ -3,10 +3,12 @@ geometry (C11), for one teacher and the students of one condition (a γ of the s
 a student architecture of an image track), over every seed.
 
 `python -m partialkd.analyse --data DATA --teacher MODEL.pt|oracle --teacher-name NAME
---summary SUMMARY.csv [--student ARCH] [--gamma G] --out-json J --figure-stem STEM` writes J
-and STEM_rescaling, STEM_geometry, STEM_geometry_bars (.png/.pdf). J holds `meta`, `geometry`
-(per seed and method: the correlation of the student's class-vector similarities with the
-teacher's, and the block contrast) and `rescaling`: per seed, method (ls, kd, kd_pt: the
+--summary SUMMARY.csv [--student ARCH] [--gamma G] [--replicate world=N|teacher_seed=N]
+--out-json J --figure-stem STEM` writes J and STEM_rescaling, STEM_geometry,
+STEM_geometry_bars (.png/.pdf). J holds `meta` (with `teacher_name`, `student`, `replicate`
+and `unit`: whose students these are, and which world or teacher seed, for the claims),
+`geometry` (per seed and method: the correlation of the student's class-vector similarities
+with the teacher's, and the block contrast) and `rescaling`: per seed, method (ls, kd, kd_pt: the
 variant whose λ, τ and target define w_t, NOTES §2) and `q_from`, the Spearman correlation of
 w_t with the teacher's p_t (`spearman`), the largest formula/autograd gap (`max_gap`) and the
 examples kept and `dropped`. `q_from` names the student whose q enters w_t: "self", the
@@ -38,7 +40,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from partialkd.aggregate import NO_TEACHER, selected_students
+from partialkd.aggregate import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
 from partialkd.cli import positive_int
 from partialkd.datasets import Dataset, Split, load_dataset
 from partialkd.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
@@ -58,9 +60,10 @@ Q_FROM_TITLES = {REFERENCE: "fixed: ce student of the seed", INITIAL: "fixed: st
 
 
 def analysed_students(summary: pd.DataFrame, teacher_name: str, student: str | None = None,
-                      gamma: float | None = None) -> pd.DataFrame:
-    """The selected student rows of one condition that the analyses look at, by seed and method."""
-    rows = selected_students(summary)
+                      gamma: float | None = None, replicate: tuple[str, int] | None = None) -> pd.DataFrame:
+    """The selected student rows of one condition (and replicate: a world or teacher seed) that
+    the analyses look at, by seed and method."""
+    rows = of_replicate(selected_students(summary), replicate)
     keep = rows["teacher"].isin([teacher_name, NO_TEACHER])
     keep &= rows["method"].isin(set(RESCALING_METHODS) | set(GEOMETRY_METHODS))
     if student is not None:
@@ -71,7 +74,8 @@ def analysed_students(summary: pd.DataFrame, teacher_name: str, student: str | N
     if rows.empty:
         raise ValueError(f"the summary has no selected students of teacher {teacher_name!r}"
                          f"{f', student {student!r}' if student else ''}"
-                         f"{f', γ = {gamma:g}' if gamma is not None else ''}: check the names, "
+                         f"{f', γ = {gamma:g}' if gamma is not None else ''}"
+                         f"{f', {replicate[0]} {replicate[1]}' if replicate else ''}: check the names, "
                          "or re-run the summary step after the students have trained")
     return rows.sort_values(["seed", "method"])
 
@@ -161,12 +165,13 @@ def group_contrast(matrix: Tensor, groups: Tensor) -> float | None:
 
 def analyse(data: str | Path, teacher_source: str | Path, students: pd.DataFrame, condition: float | str,
             figure_stem: str | Path, top_classes: int | None = None, max_examples: int | None = None,
-            teacher_file: dict[str, Any] | None = None) -> dict[str, Any]:
+            teacher_file: dict[str, Any] | None = None, labels: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
     """Both analyses of the `students` rows (from `analysed_students`) against one teacher;
     `condition` names them in the claims (a γ, or 'teacher→student'). `top_classes` restricts
     the geometry to the classes with ids below it, `max_examples` the rescaling to the first
     validation examples; `teacher_file` ({arch, crop, resize}) reads the teacher as a plain
-    state-dict file."""
+    state-dict file; `labels` go into the meta for the claims (`identity`)."""
     dataset = load_dataset(data)
     teacher = (teacher_network(teacher_source, dataset) if teacher_file is None
                else file_teacher_network(teacher_source, dataset, **teacher_file))
@@ -192,8 +197,14 @@ def analyse(data: str | Path, teacher_source: str | Path, students: pd.DataFrame
     _figures(pooled, heatmaps, groups, pd.DataFrame(geometry), figure_stem)
     return {"meta": {"condition": condition, "teacher": str(teacher_source),
                      "split": SPLIT, "examples": len(split), "classes": len(groups),
-                     "teacher_block_contrast": group_contrast(teacher_matrix, groups)},
+                     "teacher_block_contrast": group_contrast(teacher_matrix, groups), **(labels or {})},
             "rescaling": rescaling, "geometry": geometry}
+
+
+def identity(teacher_name: str, student: str | None, replicate: tuple[str, int] | None) -> dict[str, Any]:
+    """What the claims tell analyses apart by: the teacher's name, the student architecture (None
+    where the command names none), the replicate and its unit (`aggregate.replicate_meta`)."""
+    return {"teacher_name": teacher_name, "student": student, **replicate_meta(replicate)}
 
 
 def _figures(pooled: dict[str, dict[str, list[pd.DataFrame]]], heatmaps: dict[str, Tensor],
@@ -217,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--summary", required=True, help="the track's summary.csv (selects the students)")
     parser.add_argument("--student", help="the student architecture (image tracks)")
     parser.add_argument("--gamma", type=float, help="the class correlation γ (synthetic track)")
+    parser.add_argument("--replicate", type=parse_replicate, metavar="COLUMN=N",
+                        help="the students of one world (world=N) or teacher seed (teacher_seed=N)")
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--figure-stem", required=True, help="path prefix of the figures")
     parser.add_argument("--top-classes", type=positive_int, help="geometry on the classes with ids below N only")
@@ -227,12 +240,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.teacher_arch is not None and (args.crop is None or args.resize is None):
         parser.error("--teacher-arch needs --crop and --resize (the input size the students saw)")
-    students = analysed_students(pd.read_csv(args.summary), args.teacher_name, args.student, args.gamma)
+    students = analysed_students(pd.read_csv(args.summary), args.teacher_name, args.student, args.gamma,
+                                 args.replicate)
     condition = args.gamma if args.gamma is not None else f"{args.teacher_name}→{args.student}"
     teacher_file = (None if args.teacher_arch is None
                     else {"arch": args.teacher_arch, "crop": args.crop, "resize": args.resize})
     result = analyse(args.data, args.teacher, students, condition, args.figure_stem, args.top_classes,
-                     args.max_examples, teacher_file)
+                     args.max_examples, teacher_file, identity(args.teacher_name, args.student, args.replicate))
     save_json(result, args.out_json)
 
 

@@ -7,6 +7,11 @@ One statistical procedure for every claim, stated once in the report (`procedure
   best-on-validation checkpoint; with `--metric ppl` of test perplexity, signed so that a
   positive difference favours a), or per-seed statistics (C6's slope, C10's and C11's
   correlations).
+- **Unit.** Where a track has replicates above the student seed (synthetic worlds, each with its
+  own data and teacher; teacher seeds of a track that trains several teachers of each kind), the
+  students of one replicate share its world or teacher: a part's per-seed values are averaged
+  within each replicate and the n of the interval counts replicates. With one replicate the
+  unit is the student seed, and the verdict is about that world or teacher.
 - **Interval.** Student t with n − 1 degrees of freedom around the mean difference, two-sided at
   level 1 − α/m for a claim of m parts (Bonferroni over the parts; `--correction none`: 1 − α),
   α = 1 − `--confidence`.
@@ -37,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from partialkd.aggregate import ACCURACY, NO_TEACHER, SCORES, Score, selected_students
+from partialkd.aggregate import ACCURACY, NO_TEACHER, REPLICATES, SCORES, Score, selected_students
 from partialkd.io import save_json
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
@@ -94,6 +99,30 @@ class Sample:
     def interval(self, confidence: float) -> Interval:
         low, high = t_bounds(self.mean, self.std, self.n, confidence)
         return Interval(self.mean, self.std, self.n, float(low), float(high), confidence)
+
+
+REPLICATE, SEED = "replicate", "seed"  # the index levels of per-seed values
+
+
+def replicate_column(rows: pd.DataFrame) -> str | None:
+    """The replicate column the rows fill (None: a track with one world and one teacher each)."""
+    return next((column for column in REPLICATES if column in rows and rows[column].notna().any()), None)
+
+
+def with_replicate(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with a `replicate` column: their world or teacher seed, or 0 where there is none."""
+    column = replicate_column(rows)
+    return rows.assign(**{REPLICATE: rows[column].astype(int) if column else 0})
+
+
+def pooled(values: pd.Series, unit: str) -> tuple[Sample, str]:
+    """Per-seed values indexed by (replicate, seed) as the sample of the claims' unit, with the
+    name of its spread: the replicates' means when there are several (`unit`: what a replicate
+    is), else the seeds themselves."""
+    values = values.dropna()
+    if values.index.get_level_values(REPLICATE).nunique() > 1:
+        return Sample.of(values.groupby(level=REPLICATE).mean().to_numpy()), f"{unit} sd"
+    return Sample.of(values.to_numpy()), "seed sd"
 
 
 @dataclass(frozen=True)
@@ -209,39 +238,49 @@ def judge(claim_id: str, statement: str, parts: Sequence[Part], inference: Infer
 @dataclass(frozen=True)
 class Comparisons:
     """Per-seed test scores of the selected students as shown (accuracy in points, or the
-    track's `score`): rows (condition, seed), columns methods. A condition is a class
-    correlation γ (synthetic) or a teacher→student pair."""
+    track's `score`): rows (condition, replicate, seed), columns methods. A condition is a class
+    correlation γ (synthetic) or a teacher→student pair; `unit` names the replicates (a world,
+    a teacher seed; "seed" where there is one replicate)."""
     table: pd.DataFrame
     inference: Inference
     score: Score = ACCURACY
     entropy: pd.DataFrame = field(default_factory=pd.DataFrame)  # sim_entropy, like `table`
     uniform_entropy: float = 1.0  # a sim target this close to uniform is flagged
+    unit: str = SEED
 
     @classmethod
     def synthetic(cls, summary: pd.DataFrame, teacher: str, inference: Inference,
-                  score: Score = ACCURACY, uniform_entropy: float = 1.0) -> Comparisons:
-        """One teacher's students, one condition per γ."""
+                  score: Score = ACCURACY, uniform_entropy: float = 1.0, student: str | None = None
+                  ) -> Comparisons:
+        """One teacher's students (of one architecture, where given), one condition per γ."""
         students = selected_students(summary)
-        students = students[students["teacher"] == teacher]
-        tables = [_by_seed(students, column, ["gamma", "seed"]) for column in (score.column(), SIM_ENTROPY)]
-        tables = [t.rename_axis(index=["condition", "seed"]) if len(t) else t for t in tables]
-        return cls(score.points(tables[0]), inference, score, tables[1], uniform_entropy)
+        keep = students["teacher"] == teacher
+        if student is not None:
+            keep &= students["student"] == student
+        students = with_replicate(students[keep])
+        tables = [_by_seed(students, column, ["gamma", REPLICATE, SEED])
+                  for column in (score.column(), SIM_ENTROPY)]
+        tables = [t.rename_axis(index=["condition", REPLICATE, SEED]) if len(t) else t for t in tables]
+        return cls(score.points(tables[0]), inference, score, tables[1], uniform_entropy,
+                   REPLICATES.get(replicate_column(students), SEED))
 
     @classmethod
     def pairs(cls, summary: pd.DataFrame, pairs: Sequence[tuple[str, str]], inference: Inference,
               score: Score = ACCURACY, uniform_entropy: float = 1.0) -> Comparisons:
         """One condition per (teacher, student architecture): the teacher's students with the
-        teacher-free students (ce, ls) of the same architecture and seed."""
-        students = selected_students(summary)
+        teacher-free students (ce, ls) of the same architecture, replicate and seed."""
+        students = with_replicate(selected_students(summary))
         frames: dict[str, dict[str, pd.DataFrame]] = {score.column(): {}, SIM_ENTROPY: {}}
         for teacher, student in pairs:
             rows = students[(students["student"] == student)
                             & students["teacher"].isin([teacher, NO_TEACHER])]
             for column, by_pair in frames.items():
-                by_pair[f"{teacher}→{student}"] = _by_seed(rows, column, "seed")
-        table, entropy = (pd.concat(by_pair, names=["condition", "seed"]) if by_pair else pd.DataFrame()
+                by_pair[f"{teacher}→{student}"] = _by_seed(rows, column, [REPLICATE, SEED])
+        table, entropy = (pd.concat(by_pair, names=["condition", REPLICATE, SEED])
+                          if any(len(frame) for frame in by_pair.values()) else pd.DataFrame()
                           for by_pair in frames.values())
-        return cls(score.points(table), inference, score, entropy, uniform_entropy)
+        return cls(score.points(table), inference, score, entropy, uniform_entropy,
+                   REPLICATES.get(replicate_column(students), SEED))
 
     def has(self, *methods: str) -> bool:
         return all(method in self.table.columns for method in methods)
@@ -250,12 +289,12 @@ class Comparisons:
     def conditions(self) -> list:
         return sorted(self.table.index.get_level_values("condition").unique()) if len(self.table) else []
 
-    def difference(self, a: str, b: str, condition: Any) -> np.ndarray:
+    def difference(self, a: str, b: str, condition: Any) -> pd.Series:
         """Per-seed improvement of a over b under `condition` (a − b, or b − a for a score where
-        lower is better), over the seeds where both were run."""
+        lower is better), over the seeds where both were run, indexed by (replicate, seed)."""
         rows = self.table.xs(condition, level="condition")
         sign = -1.0 if self.score.lower_is_better else 1.0
-        return (sign * (rows[a] - rows[b])).dropna().to_numpy()
+        return (sign * (rows[a] - rows[b])).dropna()
 
     def part(self, rule: Rule, a: str, b: str, condition: Any) -> Part:
         """The part `a rule b` under `condition`."""
@@ -264,9 +303,9 @@ class Comparisons:
         if len(differences) == 0:
             return Part(where, f"no seed has both {a} and {b}", None, rule)
         first, second = (b, a) if self.score.lower_is_better else (a, b)
-        return Part(where, f"{first} − {second}", Sample.of(differences), rule,
-                    f"{a} {rule.symbol} {b}", self.score.unit,
-                    caveats=self.uniform_sim_targets([a, b], condition))
+        sample, spread = pooled(differences, self.unit)
+        return Part(where, f"{first} − {second}", sample, rule, f"{a} {rule.symbol} {b}", self.score.unit,
+                    spread=spread, caveats=self.uniform_sim_targets([a, b], condition))
 
     def uniform_sim_targets(self, methods: Sequence[str], condition: Any) -> tuple[str, ...]:
         """A caveat per similarity target among `methods` that is nearly uniform under
@@ -331,10 +370,11 @@ def claim_c6(data: Comparisons) -> Claim:
     if gain.empty or gain.shape[1] < 2:
         return Claim("C6", statement, NOT_RUN, ["no seed has kd_sim and ls at two or more values of γ"])
     gammas = np.asarray(gain.columns, dtype=float)
-    slopes = [float(np.polyfit(gammas, row.to_numpy(), 1)[0]) for _, row in gain.iterrows()]
+    slopes = pd.Series(np.polyfit(gammas, gain.to_numpy().T, 1)[0], index=gain.index)
     means = ", ".join(f"γ = {g:g}: {gain[g].mean():+.2f}" for g in gain.columns)
+    sample, spread = pooled(slopes, data.unit)
     part = Part("every γ", "per-seed slope of the gain kd_sim − ls against γ (points per unit γ)",
-                Sample.of(slopes), GREATER, "slope > 0")
+                sample, GREATER, "slope > 0", spread=spread)
     return judge("C6", statement, [part], data.inference,
                  [f"mean gain kd_sim − ls per γ (pts): {means}"])
 
@@ -356,6 +396,24 @@ C10_REFERENCE = "ce"  # the fixed student whose q the teachers' w_t are computed
 C10_CONTEXT = {"init": "the q of the student at initialisation", "self": "the kd student's own q"}
 
 
+def by_condition(documents: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Analyses or diagnoses grouped by the condition they describe (one per replicate), in order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for document in documents:
+        groups.setdefault(describe(document["meta"]["condition"]), []).append(document)
+    return groups
+
+
+def _unit(group: Sequence[dict[str, Any]]) -> str:
+    return group[0]["meta"].get("unit", SEED)
+
+
+def _per_seed(values: dict[tuple[int, int], float]) -> pd.Series:
+    """{(replicate, seed): value} as a Series indexed like `pooled` takes it."""
+    index = pd.MultiIndex.from_tuples(list(values), names=[REPLICATE, SEED])
+    return pd.Series(list(values.values()), index=index, dtype=float)
+
+
 def claim_c10(analyses: Sequence[dict[str, Any]], inference: Inference) -> Claim:
     """Per condition, the seeds' Spearman correlations of w_t with the teacher's p_t, where w_t
     is the kd target's rescaling evaluated at a fixed student: the ce student of the same seed
@@ -365,30 +423,31 @@ def claim_c10(analyses: Sequence[dict[str, Any]], inference: Inference) -> Claim
     statement = ("w_t rises with the teacher's confidence p_t: Spearman(w_t, p_t) > 0, w_t of the "
                  "kd target at a fixed student (the ce student of the same seed)")
     parts, notes = [], []
-    for analysis in analyses:
-        where = describe(analysis["meta"]["condition"])
-        parts.append(_c10_part(where, _spearmans(analysis, C10_REFERENCE)))
+    for where, group in by_condition(analyses).items():
+        parts.append(_c10_part(where, _spearmans(group, C10_REFERENCE), _unit(group)))
         for q_from, student in C10_CONTEXT.items():  # shown beside, not judged
-            if values := _spearmans(analysis, q_from):
+            if len(values := _spearmans(group, q_from)):
                 notes.append(f"{where}: context, w_t at {student}: Spearman mean "
-                             f"{np.mean(values):+.3f} over {len(values)} seeds")
+                             f"{values.mean():+.3f} over {len(values)} student{'s' if len(values) != 1 else ''}")
     return judge("C10", statement, parts, inference, notes)
 
 
-def _spearmans(analysis: dict[str, Any], q_from: str) -> list[float]:
-    """The finite Spearman correlations of the kd rows whose w_t uses the q of `q_from`
-    (an analysis without `q_from` has only the students' own rows)."""
-    return [row["spearman"] for row in analysis["rescaling"]
-            if row["method"] == "kd" and row.get("q_from", "self") == q_from
-            and math.isfinite(row["spearman"])]
+def _spearmans(group: Sequence[dict[str, Any]], q_from: str) -> pd.Series:
+    """The finite Spearman correlations of the kd rows whose w_t uses the q of `q_from`, by
+    (replicate, seed) (an analysis without `q_from` has only the students' own rows)."""
+    return _per_seed({(analysis["meta"].get(REPLICATE, 0), row["seed"]): row["spearman"]
+                      for analysis in group for row in analysis["rescaling"]
+                      if row["method"] == "kd" and row.get("q_from", "self") == q_from
+                      and math.isfinite(row["spearman"])})
 
 
-def _c10_part(where: str, values: list[float]) -> Part:
-    if not values:
+def _c10_part(where: str, values: pd.Series, unit: str) -> Part:
+    if not len(values):
         return Part(where, f"no kd rows at the {C10_REFERENCE} student's q with a defined Spearman "
                            "correlation (re-run the analysis)", None, GREATER)
-    return Part(where, f"Spearman(w_t of kd at the {C10_REFERENCE} student's q, p_t)", Sample.of(values),
-                GREATER, "> 0", unit="", digits=3)
+    sample, spread = pooled(values, unit)
+    return Part(where, f"Spearman(w_t of kd at the {C10_REFERENCE} student's q, p_t)", sample,
+                GREATER, "> 0", unit="", digits=3, spread=spread)
 
 
 def claim_c11(analyses: Sequence[dict[str, Any]], inference: Inference) -> Claim:
@@ -397,87 +456,122 @@ def claim_c11(analyses: Sequence[dict[str, Any]], inference: Inference) -> Claim
     statement = ("kd students' class-similarity matrices correlate with the teacher's more than "
                  "ce and ls students' do")
     parts = []
-    for analysis in analyses:
-        where = describe(analysis["meta"]["condition"])
-        table = pd.DataFrame(analysis["geometry"]).pivot_table(index="seed", columns="method",
-                                                               values="correlation")
+    for where, group in by_condition(analyses).items():
+        rows = pd.DataFrame([{**row, REPLICATE: analysis["meta"].get(REPLICATE, 0)}
+                             for analysis in group for row in analysis["geometry"]])
+        table = (rows.pivot_table(index=[REPLICATE, SEED], columns="method", values="correlation")
+                 if len(rows) else pd.DataFrame())
         for other in ("ce", "ls"):
             if not {"kd", other} <= set(table.columns):
                 parts.append(Part(where, f"needs kd and {other} students", None, GREATER))
                 continue
-            differences = (table["kd"] - table[other]).dropna().to_numpy()
-            parts.append(Part(where, f"correlation of kd − {other}", Sample.of(differences), GREATER,
-                              f"kd > {other}", unit="", digits=3))
+            sample, spread = pooled(table["kd"] - table[other], _unit(group))
+            parts.append(Part(where, f"correlation of kd − {other}", sample, GREATER, f"kd > {other}",
+                              unit="", digits=3, spread=spread))
     return judge("C11", statement, parts, inference)
 
 
 def claim_c9(diagnoses: Sequence[dict[str, Any]], inference: Inference) -> Claim:
     """Per condition of the teachers' diagnoses (`partialkd.diagnose`), each label-smoothed
     teacher against each plain (ce) teacher of the same architecture: their kd students'
-    per-seed test accuracy, plain − LS, in points."""
+    per-seed test accuracy, plain − LS, in points; with several teacher seeds (replicates) the
+    unit is the teacher seed, whose plain and LS teachers share their seed."""
     statement = ("a teacher trained with label smoothing distils worse than a plain one of the "
                  "same architecture: kd students' accuracy, plain − LS > 0")
     parts, skipped = [], []
-    for diagnosis in diagnoses:
-        where = describe(diagnosis["meta"]["condition"])
-        teachers = diagnosis["teachers"]
+    for where, group in by_condition(diagnoses).items():
+        teachers = group[0]["teachers"]
         pairs = [(plain, smoothed) for smoothed in teachers if smoothed["method"] == "ls"
                  for plain in teachers
                  if plain["method"] == "ce" and plain["architecture"] == smoothed["architecture"]]
         if not pairs:
             skipped.append(f"{where}: no label-smoothed teacher with a plain one of its architecture")
-        parts += [_c9_part(where, plain, smoothed, _kd_points(diagnosis)) for plain, smoothed in pairs]
+        points = _kd_points(group)
+        parts += [_c9_part(where, plain, smoothed, points, group) for plain, smoothed in pairs]
     if not parts:
         return Claim("C9", statement, NOT_RUN, skipped or ["no teacher diagnoses"])
     return judge("C9", statement, parts, inference, skipped)
 
 
-def _kd_points(diagnosis: dict[str, Any]) -> pd.DataFrame:
-    """The diagnosis's kd students' test accuracy in points, rows seed, columns teacher."""
-    rows = [row for row in diagnosis["students"] if row["method"] == "kd"]
+def _kd_points(group: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The diagnoses' kd students' test accuracy in points, rows (replicate, seed), columns teacher."""
+    rows = [{**row, REPLICATE: diagnosis["meta"].get(REPLICATE, 0)}
+            for diagnosis in group for row in diagnosis["students"] if row["method"] == "kd"]
     if not rows:
         return pd.DataFrame()
-    return pd.DataFrame(rows).pivot_table(index="seed", columns="teacher", values="test_acc") * 100
+    return pd.DataFrame(rows).pivot_table(index=[REPLICATE, SEED], columns="teacher", values="test_acc") * 100
 
 
-def _c9_part(where: str, plain: dict[str, Any], smoothed: dict[str, Any], points: pd.DataFrame) -> Part:
+def _teacher_mean(group: Sequence[dict[str, Any]], name: str, key: str) -> float:
+    """A teacher's statistic averaged over the replicates' diagnoses."""
+    return float(np.mean([row[key] for diagnosis in group for row in diagnosis["teachers"]
+                          if row["name"] == name]))
+
+
+def _c9_part(where: str, plain: dict[str, Any], smoothed: dict[str, Any], points: pd.DataFrame,
+             group: Sequence[dict[str, Any]]) -> Part:
     a, b = plain["name"], smoothed["name"]
     if not {a, b} <= set(points.columns):
         return Part(where, f"needs the kd students of both {a} and {b}", None, GREATER)
-    differences = (points[a] - points[b]).dropna().to_numpy()
+    differences = (points[a] - points[b]).dropna()
     if len(differences) == 0:
         return Part(where, f"no seed has kd students of both {a} and {b}", None, GREATER)
-    return Part(where, f"kd students of {a} − of {b} ({plain['architecture']})", Sample.of(differences),
-                GREATER, f"{a} > {b}",
-                detail=(f"teachers' mean p_t {plain['p_t_mean']:.3f} vs {smoothed['p_t_mean']:.3f}, "
-                        f"mean entropy {plain['entropy']:.2f} vs {smoothed['entropy']:.2f} nats"))
+    sample, spread = pooled(differences, _unit(group))
+    mean = {key: [_teacher_mean(group, name, key) for name in (a, b)] for key in ("p_t_mean", "entropy")}
+    return Part(where, f"kd students of {a} − of {b} ({plain['architecture']})", sample, GREATER,
+                f"{a} > {b}", spread=spread,
+                detail=(f"teachers' mean p_t {mean['p_t_mean'][0]:.3f} vs {mean['p_t_mean'][1]:.3f}, "
+                        f"mean entropy {mean['entropy'][0]:.2f} vs {mean['entropy'][1]:.2f} nats"))
 
 
 def claim_c12(diagnoses: Sequence[dict[str, Any]], inference: Inference) -> Claim:
-    """Per condition, each consecutive pair of plain (ce) teachers by size: the per-example
-    p_t(larger) − p_t(smaller) on the validation split (its mean and standard error over
-    examples)."""
+    """Per condition, each consecutive pair of plain (ce) teachers by size: the mean p_t of the
+    larger minus that of the smaller on the validation split, per teacher seed (replicate) when
+    the track trains several; with one teacher of each size, the per-example difference (its
+    mean and standard error over examples: a statement about those two networks)."""
     statement = ("a larger (plain) teacher's p_t distribution is more concentrated near 1: "
-                 "per-example p_t, larger − smaller teacher, > 0 for every size step")
+                 "mean p_t, larger − smaller teacher, > 0 for every size step")
     parts, skipped = [], []
-    for diagnosis in diagnoses:
-        where = describe(diagnosis["meta"]["condition"])
-        teachers = {row["name"]: row for row in diagnosis["teachers"]}
-        if not diagnosis["size_pairs"]:
+    for where, group in by_condition(diagnoses).items():
+        if not group[0]["size_pairs"]:
             skipped.append(f"{where}: fewer than two plain teachers of different sizes")
-        for pair in diagnosis["size_pairs"]:
-            parts.append(Part(where, f"{_confidence(teachers[pair['larger']])} − "
-                                     f"{_confidence(teachers[pair['smaller']])}: p_t difference",
-                              Sample.of_mean(pair["mean"], pair["se"], pair["n"]), GREATER, "> 0",
-                              unit="", digits=4, spread="example sd"))
+        for index, pair in enumerate(group[0]["size_pairs"]):
+            parts.append(_c12_part(where, [diagnosis["size_pairs"][index] for diagnosis in group], group))
     if not parts:
         return Claim("C12", statement, NOT_RUN, skipped or ["no teacher diagnoses"])
     return judge("C12", statement, parts, inference, skipped)
 
 
-def _confidence(teacher: dict[str, Any]) -> str:
-    return (f"{teacher['name']} ({teacher['parameters']:,} parameters; mean p_t "
-            f"{teacher['p_t_mean']:.3f}, {teacher['p_t_ge_0.9']:.0%} of p_t ≥ 0.9)")
+def _c12_part(where: str, pairs: Sequence[dict[str, Any]], group: Sequence[dict[str, Any]]) -> Part:
+    """One size step over the replicates' diagnoses (`pairs`: the step in each)."""
+    teachers = {row["name"]: row for row in group[0]["teachers"]}
+    larger, smaller = teachers[pairs[0]["larger"]], teachers[pairs[0]["smaller"]]
+    epochs = _training_lengths(larger.get("epochs"), smaller.get("epochs"))
+    if len(pairs) > 1:
+        sample, spread, how = Sample.of([pair["mean"] for pair in pairs]), f"{_unit(group)} sd", \
+            f"mean p_t difference per {_unit(group)}"
+    else:
+        sample, spread, how = Sample.of_mean(pairs[0]["mean"], pairs[0]["se"], pairs[0]["n"]), \
+            "example sd", "per-example p_t difference (one network per size: about these two networks)"
+    return Part(where, f"{_confidence(larger, group)} − {_confidence(smaller, group)}: {how}", sample,
+                GREATER, "> 0", unit="", digits=4, spread=spread, detail=epochs)
+
+
+def _training_lengths(larger: int | None, smaller: int | None) -> str:
+    """The size step's training lengths in words ('' where a teacher's is unknown)."""
+    if larger is None or smaller is None:
+        return ""
+    if larger == smaller:
+        return f"both trained {larger} epochs"
+    return f"trained {larger} vs {smaller} epochs: the step confounds size with training length"
+
+
+def _confidence(teacher: dict[str, Any], group: Sequence[dict[str, Any]]) -> str:
+    """A teacher with its size and confidence, averaged over the replicates' diagnoses."""
+    name = teacher["name"]
+    return (f"{name} ({teacher['parameters']:,} parameters; mean p_t "
+            f"{_teacher_mean(group, name, 'p_t_mean'):.3f}, "
+            f"{_teacher_mean(group, name, 'p_t_ge_0.9'):.0%} of p_t ≥ 0.9)")
 
 
 def evaluate(data: Comparisons, synthetic: bool, analyses: Sequence[dict[str, Any]] = (),
@@ -499,7 +593,9 @@ def procedure_text(confidence: float, correction: str, margin: float, unit: str)
     family = (f"two-sided at level 1 − α/m for a claim of m parts (Bonferroni), α = {alpha:g}"
               if correction == "bonferroni" else f"two-sided at level {confidence:g} (no correction)")
     rules = "; ".join(f"`{rule.symbol}` {rule.text}" for rule in RULES)
-    return (f"Each part of a claim is a paired comparison per seed under one condition. Its "
+    return (f"Each part of a claim is a paired comparison per seed under one condition; where a "
+            "track has replicates (synthetic worlds, each with its own data and teacher; teacher "
+            "seeds), the seeds' values are averaged within each replicate and n counts replicates. Its "
             f"interval is Student t with n − 1 degrees of freedom, {family}. Rules, with the "
             f"equivalence margin δ = {margin:g}{unit}: {rules}; otherwise inconclusive. A claim "
             "holds when every part holds and fails when any part fails, so that (for normal "
@@ -512,7 +608,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--summary", required=True)
     scope = parser.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--teacher", help="synthetic track: the teacher whose students are compared")
+    scope.add_argument("--teacher", action="append",
+                       help="synthetic track: the teacher whose students are compared; repeated, the "
+                            "first teacher's claims lead and the others' are written beside them")
+    parser.add_argument("--student", action="append",
+                        help="synthetic track: the student architecture compared (default: every "
+                             "student together); repeated, like --teacher, for every teacher")
     scope.add_argument("--pair", nargs=2, action="append", metavar=("TEACHER", "STUDENT"),
                        help="image tracks: a teacher and student architecture to compare on (repeatable)")
     parser.add_argument("--analyses", nargs="*", default=[],
@@ -539,20 +640,41 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(error))
     summary = pd.read_csv(args.summary)
     score = SCORES[args.metric]
+    analyses = [json.loads(Path(path).read_text()) for path in args.analyses]
+    diagnoses = [json.loads(Path(path).read_text()) for path in args.diagnoses]
     if args.teacher:
-        data = Comparisons.synthetic(summary, args.teacher, inference, score, args.uniform_entropy)
-        scope_text = f"the students of the `{args.teacher}` teacher, per class correlation γ"
+        (lead, *others) = [(teacher, student) for teacher in args.teacher for student in args.student or [None]]
+        scope_text, claims = synthetic_claims(summary, *lead, inference, score, args.uniform_entropy,
+                                              analyses, diagnoses)
+        beside = [(teacher, student, *synthetic_claims(summary, teacher, student, inference, score,
+                                                       args.uniform_entropy, analyses))
+                  for teacher, student in others]
     else:
         data = Comparisons.pairs(summary, [tuple(pair) for pair in args.pair], inference, score,
                                  args.uniform_entropy)
         scope_text = "per teacher→student pair: " + ", ".join(f"{t}→{s}" for t, s in args.pair)
-    analyses = [json.loads(Path(path).read_text()) for path in args.analyses]
-    diagnoses = [json.loads(Path(path).read_text()) for path in args.diagnoses]
-    claims = evaluate(data, synthetic=bool(args.teacher), analyses=analyses, diagnoses=diagnoses)
+        claims, beside = evaluate(data, synthetic=False, analyses=analyses, diagnoses=diagnoses), []
     save_json({"scope": scope_text, "confidence": args.confidence, "correction": args.correction,
                "margin": args.margin, "uniform_entropy": args.uniform_entropy, "metric": args.metric,
                "procedure": procedure_text(args.confidence, args.correction, args.margin, score.unit),
-               "claims": [asdict(claim) for claim in claims]}, args.out)
+               "claims": [asdict(claim) for claim in claims],
+               "beside": [{"teacher": teacher, "student": student, "scope": text,
+                           "claims": [asdict(claim) for claim in found]}
+                          for teacher, student, text, found in beside]}, args.out)
+
+
+def synthetic_claims(summary: pd.DataFrame, teacher: str, student: str | None, inference: Inference,
+                     score: Score, uniform_entropy: float, analyses: Sequence[dict[str, Any]],
+                     diagnoses: Sequence[dict[str, Any]] = ()) -> tuple[str, list[Claim]]:
+    """The scope in words and the claims of one synthetic teacher's students (of one
+    architecture, where given), with the analyses of those students (an analysis that names no
+    teacher or student counts for every one)."""
+    data = Comparisons.synthetic(summary, teacher, inference, score, uniform_entropy, student)
+    own = [a for a in analyses if a["meta"].get("teacher_name") in (None, teacher)
+           and (student is None or a["meta"].get("student") in (None, student))]
+    students = f"`{student}` students" if student else "students"
+    return (f"the {students} of the `{teacher}` teacher, per class correlation γ",
+            evaluate(data, synthetic=True, analyses=own, diagnoses=diagnoses))
 
 
 if __name__ == "__main__":

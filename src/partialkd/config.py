@@ -28,6 +28,10 @@ def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
     """Check `config` against the JSON schema, then against the registries of methods and models,
     then that the method grids nest (`_check_nested_grids`)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    student = (config.get("synthetic") or {}).get("student")
+    if isinstance(student, dict) and "hidden" in student:
+        raise ConfigError("params.yaml: synthetic.student.hidden: a student's hidden widths now go in "
+                          "synthetic.student.architectures, e.g. [{name: mlp32, hidden: [32]}]")
     _raise_first(schema, config, "")
     synthetic = config["synthetic"]
     num_classes = synthetic["data"]["num_classes"]
@@ -37,6 +41,14 @@ def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
         _check_image_track(track, config[track], schema)
     for track in ("synthetic", *TRACK_CLASSES):
         _check_nested_grids(f"{track}.methods", config[track]["methods"])
+    names = [architecture["name"] for architecture in synthetic["student"]["architectures"]]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"params.yaml: synthetic.student.architectures: a name is given twice ({', '.join(names)}); "
+                          "each student architecture needs its own name")
+    if config["claims"]["teacher"] not in synthetic["teachers"]:
+        raise ConfigError(f"params.yaml: claims.teacher: '{config['claims']['teacher']}' is not one of "
+                          f"synthetic.teachers ({', '.join(synthetic['teachers'])}); the claims lead with "
+                          "the students of a teacher the synthetic track trains")
 
 
 def _raise_first(schema: dict[str, Any], instance: Any, where: str) -> None:

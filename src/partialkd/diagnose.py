@@ -3,7 +3,8 @@ the true class, how its class probabilities correlate at low and high τ, and ho
 students it teaches do.
 
 `python -m partialkd.diagnose --data DATA --teachers NAME=MODEL.pt|oracle ... [--summary
-SUMMARY.csv (--student ARCH | --gamma G)] [--taus τ ...] --out-json J --figure-stem STEM`
+SUMMARY.csv (--student ARCH | --gamma G)] [--replicate world=N|teacher_seed=N] [--taus τ ...]
+--out-json J --figure-stem STEM`
 writes J and STEM_confidence, STEM_tau (.png/.pdf). The examples are the validation split;
 p_t = softmax(v)_t is the teacher's probability of the true class t at τ = 1.
 
@@ -15,13 +16,15 @@ teachers not trained by the workflow) take `--teacher-arch NAME=ARCH ...`, `--cr
 
 J holds (accuracies are fractions, p_t a probability, entropy in nats):
 - "meta": {"split", "examples" (scored), "taus", "student", "gamma" (the dataset's), "num_classes",
+  "replicate" and "unit" (the world or teacher seed of the teachers, `--replicate`; 0 and "seed"
+  without),
   "classes" (of the correlations), "condition" (how the claims name it: the synthetic γ, or
   'teachers→ARCH' for a student architecture)};
 - "teachers": one row per teacher, in command-line order: "name", "source", "method" (its
   training target, "ce" or "ls", "oracle", or "file" for a state-dict file, whose target is
   unknown), "architecture" (an image network's or language model's name, "mlp-<hidden widths>"
   for a synthetic MLP; null for the oracle), "parameters" (of one network; null for the
-  oracle), "accuracy" on the examples, "p_t_mean", "p_t_median", "p_t_q10",
+  oracle), "epochs" (its training length; null for the oracle and a state-dict file), "accuracy" on the examples, "p_t_mean", "p_t_median", "p_t_q10",
   "p_t_q90", "p_t_ge_0.9" and "p_t_ge_0.99" (fractions of examples), "entropy" (mean entropy
   of the teacher's distribution);
 - "size_pairs": the plain (ce) teachers ordered by parameter count, one row per consecutive
@@ -47,7 +50,7 @@ import seaborn as sns
 import torch
 from torch import Tensor
 
-from partialkd.aggregate import NO_TEACHER, selected_students
+from partialkd.aggregate import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
 from partialkd.analyse import first_examples
 from partialkd.cli import positive_int
 from partialkd.datasets import Dataset, Split, load_dataset
@@ -84,17 +87,19 @@ def parse_teachers(items: Sequence[str], option: str = "--teachers",
     return teachers
 
 
-def checkpoint_size(source: str | Path) -> tuple[str | None, int | None]:
-    """The architecture and parameter count of one network of a checkpoint (None, None: oracle)."""
+def checkpoint_identity(source: str | Path) -> tuple[str | None, int | None, int | None]:
+    """The architecture, parameter count (of one network) and training epochs of a checkpoint
+    (None each: the oracle)."""
     if str(source) == ORACLE:
-        return None, None
-    arch = load_torch(source, "teacher checkpoint")["arch"]
+        return None, None, None
+    checkpoint = load_torch(source, "teacher checkpoint")
+    arch, epochs = checkpoint["arch"], checkpoint["fingerprint"]["config"]["epochs"]
     if arch.get("family") in ("image", "imagenet"):
-        return arch["name"], _parameters(build_image_model(arch["name"], arch["num_classes"]))
+        return arch["name"], _parameters(build_image_model(arch["name"], arch["num_classes"])), epochs
     if arch.get("family") == "lm":
-        return arch["name"], _parameters(build_lm(arch["name"], arch["num_classes"]))
+        return arch["name"], _parameters(build_lm(arch["name"], arch["num_classes"])), epochs
     name = "-".join(["mlp", *(str(width) for width in arch["hidden"])])
-    return name, _parameters(build_model(arch)) // arch["num_models"]
+    return name, _parameters(build_model(arch)) // arch["num_models"], epochs
 
 
 def _parameters(model: torch.nn.Module) -> int:
@@ -103,17 +108,19 @@ def _parameters(model: torch.nn.Module) -> int:
 
 def load_teacher(source: str, dataset: Dataset, file: Mapping[str, Any] | None
                  ) -> tuple[Network, dict[str, Any]]:
-    """A teacher's network and its "method", "architecture" and "parameters": from a run's
-    model.pt or 'oracle', or (`file`: {arch, crop, resize}) from a plain state-dict file."""
+    """A teacher's network and its "method", "architecture", "parameters" and training "epochs":
+    from a run's model.pt or 'oracle', or (`file`: {arch, crop, resize}) from a plain state-dict
+    file (epochs unknown: None)."""
     if file is None:
         network = teacher_network(source, dataset)
         method = network.variant.method if network.variant is not None else ORACLE
-        architecture, parameters = checkpoint_size(source)
+        architecture, parameters, epochs = checkpoint_identity(source)
     else:
         network = file_teacher_network(source, dataset, **file)
-        method, architecture = FILE_TEACHER, file["arch"]
+        method, architecture, epochs = FILE_TEACHER, file["arch"], None
         parameters = _parameters(build_image_model(architecture, dataset.num_classes))
-    return network, {"method": method, "architecture": architecture, "parameters": parameters}
+    return network, {"method": method, "architecture": architecture, "parameters": parameters,
+                     "epochs": epochs}
 
 
 def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
@@ -161,10 +168,11 @@ def size_pairs(rows: Sequence[Mapping[str, Any]], p_t: Mapping[str, Tensor]) -> 
 
 
 def taught_students(summary: pd.DataFrame, teachers: Sequence[str], student: str | None = None,
-                    gamma: float | None = None) -> list[dict[str, Any]]:
+                    gamma: float | None = None, replicate: tuple[str, int] | None = None
+                    ) -> list[dict[str, Any]]:
     """The selected kd students of `teachers` and the ce students of the condition (an image
-    track's student architecture and/or a synthetic γ), per seed."""
-    rows = selected_students(summary)
+    track's student architecture and/or a synthetic γ) and replicate, per seed."""
+    rows = of_replicate(selected_students(summary), replicate)
     kd = (rows["method"] == "kd") & rows["teacher"].isin(teachers)
     ce = (rows["method"] == "ce") & rows["teacher"].isin([*teachers, NO_TEACHER])
     keep = kd | ce
@@ -186,12 +194,14 @@ def taught_students(summary: pd.DataFrame, teachers: Sequence[str], student: str
 def diagnose(data: str | Path, teachers: Mapping[str, str], students: list[dict[str, Any]],
              taus: Sequence[float], figure_stem: str | Path, student: str | None = None,
              top_classes: int | None = None, max_examples: int | None = None,
-             teacher_files: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+             teacher_files: Mapping[str, Mapping[str, Any]] | None = None,
+             replicate: tuple[str, int] | None = None) -> dict[str, Any]:
     """The diagnosis of `teachers` ({name: model.pt or 'oracle'}) with their `students` (from
     `taught_students` for the `student` architecture or the dataset's γ, or []) and its figures.
     `top_classes` restricts the correlations to the classes with ids below it, `max_examples`
     the examples to the first validation ones; `teacher_files` ({name: {arch, crop, resize}})
-    reads those teachers as plain state-dict files."""
+    reads those teachers as plain state-dict files; `replicate` (world or teacher seed) is
+    recorded for the claims."""
     dataset = load_dataset(data)
     split = first_examples(dataset[SPLIT], max_examples)
     rows, logits = [], {}
@@ -207,15 +217,16 @@ def diagnose(data: str | Path, teachers: Mapping[str, str], students: list[dict[
     return {"meta": {"split": SPLIT, "examples": len(split), "taus": list(taus),
                      "num_classes": dataset.num_classes, "classes": len(groups),
                      "gamma": dataset.meta.get("gamma"), "student": student,
-                     "condition": condition(dataset, student)},
+                     "condition": condition(dataset, student), **replicate_meta(replicate)},
             "teachers": rows, "size_pairs": size_pairs(rows, p_t), "students": students}
 
 
 def condition(dataset: Dataset, student: str | None) -> float | str:
-    """What the claims call the diagnosis: 'teachers→ARCH', else the dataset's γ or track."""
-    if student is not None:
-        return f"teachers→{student}"
-    return dataset.meta.get("gamma", dataset.meta.get("track", "all"))
+    """What the claims call the diagnosis: the synthetic dataset's γ, else 'teachers→ARCH', else
+    the dataset's track."""
+    if dataset.meta.get("gamma") is not None:
+        return dataset.meta["gamma"]
+    return f"teachers→{student}" if student is not None else dataset.meta.get("track", "all")
 
 
 # --------------------------------------------------------------------------- figures
@@ -318,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--summary", help="the track's summary.csv (selects the students)")
     parser.add_argument("--student", help="the student architecture (image tracks)")
     parser.add_argument("--gamma", type=float, help="the class correlation γ (synthetic track)")
+    parser.add_argument("--replicate", type=parse_replicate, metavar="COLUMN=N",
+                        help="the teachers and students of one world (world=N) or teacher seed (teacher_seed=N)")
     parser.add_argument("--taus", nargs="+", type=float, default=list(DEFAULT_TAUS),
                         help="temperatures of the class-correlation heatmaps")
     parser.add_argument("--out-json", required=True)
@@ -338,10 +351,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     has_condition = args.student is not None or args.gamma is not None
     if has_condition != (args.summary is not None):
         parser.error("--summary goes with --student (image tracks) and/or --gamma (synthetic track)")
-    students = (taught_students(pd.read_csv(args.summary), list(teachers), args.student, args.gamma)
-                if args.summary else [])
+    students = (taught_students(pd.read_csv(args.summary), list(teachers), args.student, args.gamma,
+                                args.replicate) if args.summary else [])
     save_json(diagnose(args.data, teachers, students, args.taus, args.figure_stem, args.student,
-                       args.top_classes, args.max_examples, teacher_files), args.out_json)
+                       args.top_classes, args.max_examples, teacher_files, args.replicate), args.out_json)
 
 
 def file_teachers(archs: Mapping[str, str], teachers: Mapping[str, str], crop: int | None,

@@ -1,8 +1,11 @@
 """Checksummed files and downloads, shared by the real-data tracks (DESIGN.md "Data sources").
 
 Every source of a dataset is verified against the same published MD5s before anything is
-parsed. A download is written atomically and only if its MD5 matched, so a dead network or a
-cut connection leaves nothing behind; the timeout makes an offline machine fail fast.
+parsed; a file's MD5 is torchvision's `calculate_md5`. The download is ours, not torchvision's
+`download_url`: that one writes straight to the destination (a cut connection or a wrong file
+stays there), has no timeout and answers a bad file with "File not found or corrupted.". Ours is
+written atomically and only if its MD5 matched, so a dead network or a cut connection leaves
+nothing behind; the timeout makes an offline machine fail fast; errors say where and what to do.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from torchvision.datasets.utils import calculate_md5
+
 from partialkd.io import atomic_write
 
 TIMEOUT_S = 30  # for the connection and for each read: a dead network fails fast
@@ -21,15 +26,8 @@ CHUNK = 1 << 20
 
 
 def bytes_md5(data: bytes) -> str:
+    """The MD5 of bytes already read (torchvision's `calculate_md5` reads a file)."""
     return hashlib.md5(data).hexdigest()
-
-
-def file_md5(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def mismatch(what: str, path: str | Path, actual: str, md5: str, remedy: str) -> ValueError:
@@ -40,7 +38,7 @@ def mismatch(what: str, path: str | Path, actual: str, md5: str, remedy: str) ->
 
 def verify_md5(path: str | Path, md5: str, what: str, remedy: str) -> None:
     """Raise `mismatch(...)` unless the file at `path` has MD5 `md5`."""
-    actual = file_md5(path)
+    actual = calculate_md5(path)
     if actual != md5:
         raise mismatch(what, path, actual, md5, remedy)
 

@@ -1,12 +1,15 @@
 """The Fashion-MNIST track (NOTES §4): find and verify the four IDX files, read them, split.
 
-Sources, in the order of DESIGN.md "Data sources": a directory the user gives, the files of
-Debian's `dataset-fashion-mnist` package, then a download folder (the files missing there are
-fetched from the dataset's canonical address). Each file may be gzipped (`NAME.gz`, as
+Sources, in this order: a directory the user gives, a torchvision root (its
+`FashionMNIST/raw/`, where torchvision's `FashionMNIST(root, download=True)` leaves both forms),
+the files of Debian's `dataset-fashion-mnist` package, then a download folder (the files missing
+there are fetched from the dataset's canonical address). Each file may be gzipped (`NAME.gz`, as
 published) or not (`NAME`). Every file is verified before it is parsed: a gzipped file by the
 published MD5 of the .gz (torchvision's `FashionMNIST.resources`) or, where it was compressed
 again (Debian's are: same content, no file name in the gzip header), by the MD5 of its
-decompressed IDX bytes; a plain file by the MD5 of its bytes.
+decompressed IDX bytes; a plain file by the MD5 of its bytes. The address, the .gz MD5s and the
+class names are torchvision's; its IDX reader is not used: it reads plain files only and checks
+the header with `assert`, where ours reads the verified bytes and says what is wrong.
 
 Class groups (NOTES §4): the ten classes fall into upper-body garments {0 T-shirt/top,
 2 Pullover, 4 Coat, 6 Shirt}, footwear {5 Sandal, 7 Sneaker, 9 Ankle boot} and the rest
@@ -25,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets import FashionMNIST
 
 from partialkd.cifar100 import channel_moments
 from partialkd.datasets import Dataset, Split
 from partialkd.downloads import bytes_md5, download_file, mismatch
 from partialkd.seeds import derived_seed
 
-URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+URL = FashionMNIST.mirrors[0]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -41,10 +45,7 @@ NAMES = tuple(name for pair in FILES.values() for name in pair)
 # "NAME": the MD5 of the IDX bytes inside, computed from Debian's files (whose content is the
 # published one) and the same as public lists of the decompressed files' MD5s.
 MD5 = {
-    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    **dict(FashionMNIST.resources),
     "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
     "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
     "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
@@ -52,20 +53,21 @@ MD5 = {
 }
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # 0x0803, 0x0801: unsigned bytes, 3 and 1 dimensions
 SIDE = 28
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-               "Bag", "Ankle boot")
+CLASS_NAMES = tuple(FashionMNIST.classes)
 GROUP_NAMES = ("upper_body", "footwear", "other")
 CLASS_GROUPS = (0, 2, 0, 2, 0, 1, 0, 1, 2, 1)  # the group of each class, see the module docstring
 SPLIT_KEY = 101  # derived_seed(split_seed, SPLIT_KEY) draws the validation split
 WHAT = "Fashion-MNIST file"
+TORCHVISION_RAW = Path(FashionMNIST.__name__, "raw")  # under a torchvision root: its raw_folder
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where the four files were found: `kind` ("directory", "debian" or "download"), the folder,
-    the path of each file (gzipped or not) and what to do if one turns out wrong."""
+    """Where the four files were found: `kind` ("directory", "torchvision", "debian" or
+    "download"), the folder, the path of each file (gzipped or not) and what to do if one turns
+    out wrong."""
     kind: str
     folder: Path
     files: dict[str, Path]
@@ -86,10 +88,18 @@ def find_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 def locate(download_dir: str | Path, user_dir: str | Path | None = None,
            debian_dir: str | Path | None = DEBIAN_DIR, url: str = URL,
-           md5s: Mapping[str, str] = MD5, download: bool = True) -> Source:
-    """The first complete source: `user_dir`, then `debian_dir`, then `download_dir`, where the
-    missing files are downloaded from `url` (verified against `md5s`) unless `download` is off."""
-    candidates = [("directory", user_dir, "Replace it by the published file or leave out --dir"),
+           md5s: Mapping[str, str] = MD5, download: bool = True,
+           torchvision_root: str | Path | None = None) -> Source:
+    """The first complete source: `user_dir`, then `torchvision_root`'s FashionMNIST/raw, then
+    `debian_dir`, then `download_dir`, where the missing files are downloaded from `url`
+    (verified against `md5s`) unless `download` is off."""
+    torchvision_raw = None if torchvision_root is None else Path(torchvision_root) / TORCHVISION_RAW
+    candidates = [("directory", user_dir,
+                   "Replace it by the published file or leave out --dir (fashion_mnist.data.dir)"),
+                  ("torchvision", torchvision_raw,
+                   "Delete it and run torchvision's FashionMNIST(root, download=True) to fetch it "
+                   "again, or set fashion_mnist.data.torchvision_root to null (leave out "
+                   "--torchvision-root)"),
                   ("debian", debian_dir, f"Reinstall it: apt-get install --reinstall {DEBIAN_PACKAGE}")]
     for kind, folder, remedy in candidates:
         if folder is None:
@@ -107,7 +117,8 @@ def _download_source(folder: Path, url: str, md5s: Mapping[str, str], download: 
     listed = ", ".join(f"{name}.gz (MD5 {md5s[name + '.gz']})" for name in NAMES)
     by_hand = (f"Put the files {listed} "
                f"from {url} into {folder} by hand, or install Debian's {DEBIAN_PACKAGE}, or give "
-               "a folder that holds them (--dir), then re-run")
+               "a folder that holds them (fashion_mnist.data.dir, --dir) or a torchvision root "
+               "(fashion_mnist.data.torchvision_root, --torchvision-root), then re-run")
     if missing and not download:
         raise FileNotFoundError(f"Fashion-MNIST: {', '.join(missing)} not found in {folder} and "
                                 f"downloading is off. {by_hand}")

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from partialkd.aggregate import ACCURACY, SCORES, Score, selected_students
+from partialkd.aggregate import ACCURACY, SCORES, Score, seed_columns, selected_students
 from partialkd.style import (COLUMN_WIDTH_IN, METHOD_COLORS, METHOD_MARKERS, apply_style,
                              ordered_methods, save_figure)
 
@@ -21,7 +21,8 @@ ERROR_BAR_CAPTIONS = {"sd": "mean ± sd", "se": "mean ± standard error",
 def gain_over_baseline(summary: pd.DataFrame) -> pd.DataFrame:
     """Paired per-seed gain of every student method over the `ce` student, in points."""
     students = selected_students(summary)
-    keys = ["teacher", "gamma", "seed"]
+    keys = ["teacher", *(["student"] if "student" in students and students["student"].notna().any() else []),
+            "gamma", *seed_columns(students)]
     wide = students.pivot_table(index=keys, columns="method", values="best_test_acc") * 100
     gains = wide.drop(columns=BASELINE).sub(wide[BASELINE], axis=0)
     return gains.reset_index().melt(id_vars=keys, var_name="method", value_name="gain")
@@ -32,26 +33,30 @@ def synthetic_gain_figure(summary: pd.DataFrame, error_bars: str) -> plt.Figure:
     (`error_bars`: sd, se or ci95) over seeds."""
     apply_style()
     gains = gain_over_baseline(summary)
-    teachers = sorted(gains["teacher"].unique())
-    figure, axes = plt.subplots(1, len(teachers), figsize=(COLUMN_WIDTH_IN * len(teachers), 2.8),
+    gains["panel"] = [f"teacher: {teacher}" + (f", student: {student}" if pd.notna(student) else "")
+                      for teacher, student in gains.reindex(columns=["teacher", "student"]).itertuples(index=False)]
+    panels = sorted(gains["panel"].unique())
+    figure, axes = plt.subplots(1, len(panels), figsize=(COLUMN_WIDTH_IN * len(panels), 2.8),
                                 sharey=True, squeeze=False)
     methods = ordered_methods(gains["method"].unique())
-    for ax, teacher in zip(axes[0], teachers):
-        sns.lineplot(data=gains[gains["teacher"] == teacher], x="gamma", y="gain", hue="method",
+    for ax, panel in zip(axes[0], panels):
+        sns.lineplot(data=gains[gains["panel"] == panel], x="gamma", y="gain", hue="method",
                      style="method", hue_order=methods, style_order=methods, palette=METHOD_COLORS,
                      markers=METHOD_MARKERS, dashes=False, errorbar=ERROR_BARS[error_bars], err_style="bars",
                      err_kws={"capsize": 2}, ax=ax, legend=ax is axes[0][-1])
         ax.axhline(0, color=METHOD_COLORS[BASELINE], linestyle="--", linewidth=1)
         ax.set(xlabel="class correlation γ", ylabel="test accuracy − ce student (points)",
-               title=f"teacher: {teacher}", xticks=sorted(gains["gamma"].unique()))
+               title=panel, xticks=sorted(gains["gamma"].unique()))
     sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="student", frameon=False)
     return figure
 
 
 def condition_labels(rows: pd.DataFrame) -> pd.Series:
-    """A panel title per row: the teacher and γ (synthetic track) or teacher → student."""
+    """A panel title per row: the teacher (and student architecture, where recorded) and γ
+    (synthetic track) or teacher → student."""
     keys = rows.reindex(columns=["teacher", "gamma", "student"])  # a track may lack a column
-    return pd.Series([f"teacher {teacher}, γ = {gamma:g}" if pd.notna(gamma) else f"{teacher} → {student}"
+    return pd.Series([f"{teacher} → {student}" if pd.isna(gamma)
+                      else f"teacher {teacher}{f', {student}' if pd.notna(student) else ''}, γ = {gamma:g}"
                       for teacher, gamma, student in keys.itertuples(index=False)],
                      index=rows.index, dtype=object)
 
@@ -62,9 +67,10 @@ def topk_by_k(summary: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame:
     validation score at that k (the other hyperparameters chosen on validation, as always)."""
     rows = summary[(summary["role"] == "student") & (summary["method"] == "kd_topk")]
     rows = rows.assign(condition=condition_labels(rows))
-    groups = rows.groupby(["condition", "seed", "k"])[score.column(split="valid")]
+    keys = ["condition", *seed_columns(rows), "k"]
+    groups = rows.groupby(keys)[score.column(split="valid")]
     best = groups.idxmin() if score.lower_is_better else groups.idxmax()
-    chosen = rows.loc[best.to_numpy(), ["condition", "seed", "k", score.column()]]
+    chosen = rows.loc[best.to_numpy(), [*keys, score.column()]]
     return chosen.assign(score=score.points(chosen[score.column()]))
 
 

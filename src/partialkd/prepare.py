@@ -48,6 +48,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         syn.add_argument(f"--{split}-size", type=int, required=True)
     syn.add_argument("--out", required=True)
     cifar = tracks.add_parser("cifar100", help="CIFAR-100, fine labels; valid held out from its training set")
+    cifar.add_argument("--torchvision-root",
+                       help="a torchvision root: used first if its cifar-100-python/ has train, test, meta")
+    cifar.add_argument("--file-md5", type=_md5_override, action="append", default=[], metavar="NAME=MD5",
+                       help="expect MD5 for the torchvision root's file NAME instead of the published "
+                            "one (repeatable)")
     cifar.add_argument("--archive", required=True,
                        help="cifar-100-python.tar.gz: verified, downloaded first if missing")
     cifar.add_argument("--url", required=True, help="where to download the archive from")
@@ -87,8 +92,11 @@ def _add_fashion_mnist(tracks: argparse._SubParsersAction) -> None:
 
     track = tracks.add_parser("fashion_mnist", help="Fashion-MNIST; valid held out from its training set")
     _add_sources(track, "the four IDX files (NAME.gz or NAME)", fm.URL)
+    track.add_argument("--torchvision-root",
+                       help="a torchvision root: its FashionMNIST/raw/ is the source after --dir")
     track.add_argument("--debian-dir", default=str(fm.DEBIAN_DIR),
-                       help=f"where Debian's {fm.DEBIAN_PACKAGE} puts the files: the second source")
+                       help=f"where Debian's {fm.DEBIAN_PACKAGE} puts the files: the source after "
+                            "--torchvision-root")
     track.add_argument("--no-debian", action="store_true", help="skip the Debian package's files")
     track.add_argument("--valid-size", type=int, required=True, help="training images held out as valid")
     track.add_argument("--split-seed", type=int, required=True)
@@ -115,10 +123,12 @@ def _add_imagenet(tracks: argparse._SubParsersAction) -> None:
     track.add_argument("--out", required=True)
 
 
-def _md5s(defaults: dict[str, str], overrides: Sequence[tuple[str, str]]) -> dict[str, str]:
+def _md5s(defaults: dict[str, str], overrides: Sequence[tuple[str, str]],
+          option: str = "--md5") -> dict[str, str]:
+    """`defaults` with the MD5s that `option` gave instead, which must name files of `defaults`."""
     unknown = sorted({name for name, _ in overrides} - defaults.keys())
     if unknown:
-        raise ValueError(f"--md5 names unknown files {unknown}; the files are {sorted(defaults)}")
+        raise ValueError(f"{option} names unknown files {unknown}; the files are {sorted(defaults)}")
     return {**defaults, **dict(overrides)}
 
 
@@ -142,8 +152,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _cifar100(args: argparse.Namespace) -> Dataset:
     from partialkd import cifar100  # here: a track's step imports its own module only
 
-    archive = cifar100.fetch_archive(args.archive, args.url, args.md5, download=not args.no_download)
-    return cifar100.prepare_cifar100(archive, args.valid_size, args.split_seed, args.md5)
+    file_md5s = _md5s(cifar100.FILE_MD5, args.file_md5, "--file-md5")
+    data = cifar100.load(args.archive, args.torchvision_root, args.url, args.md5, file_md5s,
+                         download=not args.no_download)
+    return cifar100.prepare_cifar100(data, args.valid_size, args.split_seed)
 
 
 def _fashion_mnist(args: argparse.Namespace) -> Dataset:
@@ -151,7 +163,8 @@ def _fashion_mnist(args: argparse.Namespace) -> Dataset:
 
     md5s = _md5s(fm.MD5, args.md5)
     source = fm.locate(args.download_dir, args.dir, None if args.no_debian else args.debian_dir,
-                       args.url, md5s, download=not args.no_download)
+                       args.url, md5s, download=not args.no_download,
+                       torchvision_root=args.torchvision_root)
     return fm.prepare_fashion_mnist(source, args.valid_size, args.split_seed, md5s)
 
 

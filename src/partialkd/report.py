@@ -79,10 +79,22 @@ def topk_caption(score: Score) -> str:
     return f"{score_label(score)} {TOPK_CAPTION}"
 
 
-def gain_caption(error_bars: str, seeds: int) -> str:
+def gain_caption(error_bars: str, students: str) -> str:
     return ("test accuracy of each student method minus that of the `ce` student trained from "
             "the same seed (paired), against the class correlation γ; "
-            f"{ERROR_BAR_CAPTIONS[error_bars]} over {seeds} seeds")
+            f"{ERROR_BAR_CAPTIONS[error_bars]} over {students}")
+
+
+def students_text(track: str, params: dict[str, Any]) -> str:
+    """How many students of a method a condition has: '10 seeds', or '6 students (3 worlds × 2
+    seeds)' on a track with replicates."""
+    section = params[track]
+    seeds = len(section["student" if track == "synthetic" else "students"]["seeds"])
+    replicates, unit = ((len(section["data"]["world_seeds"]), "worlds") if track == "synthetic"
+                        else (len(section.get("teacher_seeds", [])), "teacher seeds"))
+    if replicates < 2:
+        return f"{seeds} seeds"
+    return f"{replicates * seeds} students ({replicates} {unit} × {seeds} seeds)"
 
 
 TRACK_FIGURES = ("gain", "topk")  # a track's own figures; the others are <condition>_<kind>
@@ -100,7 +112,7 @@ def figure_kind(stem: str) -> tuple[str | None, str]:
                      f"<condition>_<kind> with kind in {', '.join(ANALYSIS_CAPTIONS)}")
 
 
-GAMMA_CONDITION = re.compile(r"gamma(?P<gamma>[0-9.]+)(?:_(?P<teacher>.+))?")
+GAMMA_CONDITION = re.compile(r"gamma(?P<gamma>[0-9.]+)(?:_(?P<teacher>[^_]+)(?:_(?P<student>.+))?)?")
 
 
 def condition_label(track: str, condition: str, params: dict[str, Any]) -> str:
@@ -108,7 +120,8 @@ def condition_label(track: str, condition: str, params: dict[str, Any]) -> str:
     a student's teachers on an image track."""
     if track == "synthetic" and (match := GAMMA_CONDITION.fullmatch(condition)):
         teacher = f", teacher `{match['teacher']}`" if match["teacher"] else ""
-        return f"γ = {match['gamma']}{teacher}"
+        student = f", student `{match['student']}`" if match["student"] else ""
+        return f"γ = {match['gamma']}{teacher}{student}"
     pairs = [(p["teacher"], p["student"]) for p in params.get(track, {}).get("students", {}).get("pairs", [])]
     if (pair := next((p for p in pairs if condition == "_".join(p)), None)) is not None:
         return f"`{pair[0]}` → `{pair[1]}`"
@@ -117,8 +130,22 @@ def condition_label(track: str, condition: str, params: dict[str, Any]) -> str:
     return f"`{condition}`"
 
 
+REPLICATE_FOLDER = re.compile(r"(?P<unit>world|teacher_seed)(?P<value>[0-9]+)")
+
+
+def replicate_label(folder: str, track: str, params: dict[str, Any]) -> str:
+    """', world 0 (the claims pool every world)' for a figure under the folder of one of the
+    track's several replicates ('' for a track with one)."""
+    section = params.get(track, {})
+    count = len(section.get("data", {}).get("world_seeds", section.get("teacher_seeds", [])))
+    if count < 2 or not (match := REPLICATE_FOLDER.fullmatch(folder)):
+        return ""
+    unit = match["unit"].replace("_", " ")
+    return f", {unit} {match['value']} (the claims pool every {unit})"
+
+
 def figure_blocks(track: str, figures: Sequence[tuple[str, str]], params: dict[str, Any],
-                  seeds: int, score: Score = ACCURACY) -> list[Block]:
+                  students: str, score: Score = ACCURACY) -> list[Block]:
     """A track's own figures, then the analyses' figures grouped by condition (conditions in the
     given order, kinds in ANALYSIS_CAPTIONS' order), each with its caption; `figures`: (PNG
     link, LaTeX graphic link) pairs."""
@@ -127,10 +154,10 @@ def figure_blocks(track: str, figures: Sequence[tuple[str, str]], params: dict[s
     for png, graphic in figures:
         condition, kind = figure_kind(Path(png).stem)
         if condition is None:
-            caption = gain_caption(params["figures"]["error_bars"], seeds) if kind == "gain" else topk_caption(score)
+            caption = gain_caption(params["figures"]["error_bars"], students) if kind == "gain" else topk_caption(score)
             blocks.append(Figure(png, graphic, caption, alt=kind))
             continue
-        label = condition_label(track, condition, params)
+        label = condition_label(track, condition, params) + replicate_label(Path(png).parent.name, track, params)
         by_condition.setdefault(label, {})[kind] = Figure(
             png, graphic, f"{label}: {ANALYSIS_CAPTIONS[kind]}", alt=f"{kind}, {label.replace('`', '')}")
     for label, kinds in by_condition.items():
@@ -195,6 +222,24 @@ def comparison_text(track: str, data: dict[str, Any]) -> str:
             "like in how the epoch is chosen though not in the number of training images.")
 
 
+def lead_student_text(section: dict[str, Any]) -> str:
+    """'students' or, with several architectures, '`mlp32` students (the other architectures'
+    claims stand beside)'."""
+    architectures = section.get("student", {}).get("architectures", [])
+    if len(architectures) < 2:
+        return "students"
+    return f"`{architectures[0]['name']}` students (the other architectures' claims stand beside)"
+
+
+def lead_student_rows(summary: pd.DataFrame, section: dict[str, Any]) -> pd.DataFrame:
+    """The synthetic summary without the students of architectures after the first (their
+    claims stand beside the first's; their rows are in the summary CSV)."""
+    architectures = section.get("student", {}).get("architectures", [])
+    if "student" not in summary or len(architectures) < 2:
+        return summary
+    return summary[summary["student"].isna() | (summary["student"] == architectures[0]["name"])]
+
+
 class Report:
     """The blocks of the report, built from each track's results; tables go to `tables` (a
     folder relative to the documents)."""
@@ -217,32 +262,42 @@ class Report:
             "and C12 use the teachers' diagnoses: the students that a label-smoothed or a larger "
             "teacher produces, and how concentrated each teacher's confidence p_t is.")]
         for track, claims in claims_by_track.items():
-            score = SCORES[claims.get("metric", "acc")]
-            compared = f"Compared: {claims['scope']}."
-            if score != ACCURACY:
-                compared += (f" Metric: {score.label}, lower is better; each difference is taken "
-                             "so that a positive one favours the claim's first method (unit"
-                             f"{score.unit}).") if score.lower_is_better else f" Metric: {score.label}."
-            blocks += [Heading(3, TRACK_TITLES[track]), Paragraph(compared),
-                       self.table(Table(f"{track}/claims", "each claim's verdict and the range of its "
-                                        "estimated effects over the conditions (in points of accuracy "
-                                        "where marked pts, of perplexity where marked ppl, otherwise "
-                                        "unitless)",
-                                        claims_table(claims), wrap="statement")),
-                       Bullets(tuple(Bullet(f"**{claim['id']}** ({claim['statement']}): "
-                                            f"**{claim['verdict']}**{interval_level(claim)}"
-                                            f"{caveat_text(claim)}", tuple(claim["evidence"]))
-                                     for claim in claims["claims"]))]
+            blocks += [Heading(3, TRACK_TITLES[track]), *self.claim_set(track, "claims", claims)]
+            for beside in claims.get("beside", []):
+                who = "_".join(filter(None, (beside["teacher"], beside["student"])))
+                blocks += [Heading(4, f"Beside them: {beside['scope']}"),
+                           *self.claim_set(track, f"claims_{who}", {**claims, **beside})]
         return blocks
+
+    def claim_set(self, track: str, stem: str, claims: dict[str, Any]) -> list[Block]:
+        """One claims file's scope, table (`<track>/<stem>`) and evidence."""
+        score = SCORES[claims.get("metric", "acc")]
+        compared = f"Compared: {claims['scope']}."
+        if score != ACCURACY:
+            compared += (f" Metric: {score.label}, lower is better; each difference is taken "
+                         "so that a positive one favours the claim's first method (unit"
+                         f"{score.unit}).") if score.lower_is_better else f" Metric: {score.label}."
+        return [Paragraph(compared),
+                self.table(Table(f"{track}/{stem}", "each claim's verdict and the range of its "
+                                 "estimated effects over the conditions (in points of accuracy "
+                                 "where marked pts, of perplexity where marked ppl, otherwise "
+                                 "unitless)",
+                                 claims_table(claims), wrap="statement")),
+                Bullets(tuple(Bullet(f"**{claim['id']}** ({claim['statement']}): "
+                                     f"**{claim['verdict']}**{interval_level(claim)}"
+                                     f"{caveat_text(claim)}", tuple(claim["evidence"]))
+                              for claim in claims["claims"]))]
 
     def synthetic(self, summary: pd.DataFrame, figures: Sequence[tuple[str, str]]) -> list[Block]:
         teacher = self.params["claims"]["teacher"]
-        seeds = summary.loc[summary["role"] == "student", "seed"].nunique()
+        summary = lead_student_rows(summary, self.params["synthetic"])
+        students = students_text("synthetic", self.params)
         return [
             Heading(2, TRACK_TITLES["synthetic"]),
             self.table(Table("synthetic/accuracy", "test accuracy (%, expected accuracy under the "
                              "Bayes posterior) of the best-on-validation checkpoint, mean ± sd over "
-                             f"{seeds} seeds, students of the `{teacher}` teacher",
+                             f"{students}, {lead_student_text(self.params['synthetic'])} of the "
+                             f"`{teacher}` teacher",
                              accuracy_table(summary, teacher))),
             self.table(Table("synthetic/selected_variants", "the grid points chosen on the "
                              "validation split, with the number of seeds that chose each",
@@ -255,13 +310,13 @@ class Report:
             Paragraph("The full table, one row per run and variant (with last-epoch metrics, NLL "
                       "and calibration error; `selected` marks the variant that represents its "
                       "method), is `results/synthetic/summary.csv`."),
-            *self.figures("synthetic", figures, seeds),
+            *self.figures("synthetic", figures, students),
         ]
 
     def image_track(self, track: str, summary: pd.DataFrame, figures: Sequence[tuple[str, str]],
                     score: Score = ACCURACY) -> list[Block]:
         section = self.params[track]
-        seeds = len(section["students"]["seeds"])
+        students = students_text(track, self.params)
         data = section["data"]
         valid = (f"held-out {data['valid_size']} training images" if "valid_size" in data
                  else f"held-out {data['valid_per_class']} training images per class"
@@ -270,7 +325,7 @@ class Report:
             f"The {score.label} per teacher → student pair"
             f"{' (lower is better)' if score.lower_is_better else ''}: the teacher, then each "
             "student method at its validation-selected grid point (per seed), mean ± sd over up to "
-            f"{seeds} seeds, of the last-epoch weights and of the best-on-validation checkpoint "
+            f"{students}, of the last-epoch weights and of the best-on-validation checkpoint "
             f"({valid}; the test set is never used for selection). {comparison_text(track, data)} "
             "A cell reads “not run” until its jobs have finished (a teacher given as a file has no "
             "run).")]
@@ -284,7 +339,7 @@ class Report:
             blocks += [Heading(3, "Similarity targets"), *degeneracy]
         blocks.append(Paragraph("The full table, one row per run (every grid point, `selected` "
                                 f"marking the chosen ones), is `results/{track}/summary.csv`."))
-        return blocks + self.figures(track, figures, seeds, score)
+        return blocks + self.figures(track, figures, students, score)
 
     def sim_degeneracy(self, track: str, frame: pd.DataFrame) -> list[Block]:
         """A `tables.sim_degeneracy_table` (or its per-pair form) of `track`; none without sim
@@ -293,9 +348,9 @@ class Report:
             return []
         return [self.table(Table(f"{track}/sim_degeneracy", SIM_DEGENERACY_CAPTION, frame))]
 
-    def figures(self, track: str, figures: Sequence[tuple[str, str]], seeds: int,
+    def figures(self, track: str, figures: Sequence[tuple[str, str]], students: str,
                 score: Score = ACCURACY) -> list[Block]:
-        return ([Heading(3, "Figures"), *figure_blocks(track, figures, self.params, seeds, score)]
+        return ([Heading(3, "Figures"), *figure_blocks(track, figures, self.params, students, score)]
                 if figures else [])
 
     def parameters(self) -> list[Block]:

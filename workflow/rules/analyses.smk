@@ -1,7 +1,9 @@
 # Analyses of trained teachers and students (NOTES §5), computed from checkpoints and the
 # summary's selection, never from training logs: gradient rescaling and logit geometry of the
 # students of one teacher (C10, C11), and the teachers' confidence and class correlations with
-# the students they produce (C9, C12). Figures: paper/figures/<track>/<condition>_<kind>.
+# the students they produce (C9, C12). One analysis per replicate (a synthetic world, an image
+# track's teacher seed: the claims pool them). Figures:
+# paper/figures/<track>/<replicate>/<condition>_<kind>; the report shows the first replicate's.
 
 ANALYSIS_KINDS = ("rescaling", "geometry", "geometry_bars")
 DIAGNOSIS_KINDS = ("confidence", "tau")
@@ -40,120 +42,143 @@ rule synthetic_analysis:
         summary=rules.synthetic_summary.output.table,
         code=CODE["analyse"],
     output:
-        json=f"{SYN_DIR}/analyses/gamma{{gamma}}/{{teacher}}.json",
-        figures=reported_figures("synthetic", "gamma{gamma}_{teacher}", ANALYSIS_KINDS),
+        json=f"{SYN_DIR}/analyses/world{{world}}/gamma{{gamma}}/{{teacher}}/{{student}}.json",
+        figures=reported_figures("synthetic", "world{world}/gamma{gamma}_{teacher}_{student}", ANALYSIS_KINDS),
+    wildcard_constraints:
+        student="|".join(SYN_STUDENTS),
     params:
         teacher=lambda w, input: input.teacher or "oracle",
     log:
-        "logs/synthetic/analyses/gamma{gamma}/{teacher}.log",
+        "logs/synthetic/analyses/world{world}/gamma{gamma}/{teacher}/{student}.log",
     shell:
         "python -m partialkd.analyse --data {input.data} --teacher {params.teacher}"
-        " --teacher-name {wildcards.teacher} --summary {input.summary} --gamma {wildcards.gamma}"
-        " --out-json {output.json}"
-        " --figure-stem paper/figures/synthetic/gamma{wildcards.gamma}_{wildcards.teacher} 2> {log}"
+        " --teacher-name {wildcards.teacher} --student {wildcards.student} --summary {input.summary}"
+        " --gamma {wildcards.gamma} --replicate world={wildcards.world} --out-json {output.json}"
+        " --figure-stem paper/figures/synthetic/world{wildcards.world}/"
+        "gamma{wildcards.gamma}_{wildcards.teacher}_{wildcards.student} 2> {log}"
 
 
 rule image_analysis:
     input:
         data=lambda w: TRACK_DATA[w.track],
-        teacher=lambda w: track_teacher_file(w.track, w.teacher_name),
+        teacher=lambda w: track_teacher_file(w.track, w.teacher_name, w.teacher_seed),
         summary="results/{track}/summary.csv",
         code=CODE["analyse"],
     output:
-        json="results/{track}/analyses/{teacher_name}/{student_arch}.json",
-        figures=reported_figures("{track}", "{teacher_name}_{student_arch}", ANALYSIS_KINDS),
+        json="results/{track}/analyses/teacher_seed{teacher_seed}/{teacher_name}/{student_arch}.json",
+        figures=reported_figures("{track}", "teacher_seed{teacher_seed}/{teacher_name}_{student_arch}",
+                                 ANALYSIS_KINDS),
     wildcard_constraints:
         track="|".join(IMAGE_TRACKS),
+        teacher_seed=r"\d+",
         teacher_name="|".join({name for track in IMAGE_TRACKS for name in config[track]["teachers"]}),
         student_arch="|".join({pair[1] for track in IMAGE_TRACKS for pair in full_pairs(track)}),
     params:
-        bounds=lambda w: analysis_args(w.track, w.teacher_name),
+        bounds=lambda w: analysis_args(w.track, w.teacher_name) + replicate_option(w.track, w.teacher_seed),
     resources:
         gpu=1,
     log:
-        "logs/{track}/analyses/{teacher_name}/{student_arch}.log",
+        "logs/{track}/analyses/teacher_seed{teacher_seed}/{teacher_name}/{student_arch}.log",
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.analyse --data {input.data} --teacher {input.teacher}"
         " --teacher-name {wildcards.teacher_name} --summary {input.summary}"
         " --student {wildcards.student_arch} {params.bounds} --out-json {output.json}"
-        " --figure-stem paper/figures/{wildcards.track}/{wildcards.teacher_name}_{wildcards.student_arch}"
-        " 2> {log}"
+        " --figure-stem paper/figures/{wildcards.track}/teacher_seed{wildcards.teacher_seed}/"
+        "{wildcards.teacher_name}_{wildcards.student_arch} 2> {log}"
 
 
 rule synthetic_diagnosis:
     input:
         data=rules.synthetic_dataset.output,
-        teachers=lambda w: [synthetic_teacher_source(w.gamma, t) for t in SYN["teachers"]
+        teachers=lambda w: [synthetic_teacher_source(w.gamma, w.world, t) for t in SYN["teachers"]
                             if t != "oracle"],
         summary=rules.synthetic_summary.output.table,
         code=CODE["diagnose"],
     output:
-        json=f"{SYN_DIR}/diagnoses/gamma{{gamma}}.json",
-        figures=reported_figures("synthetic", "gamma{gamma}", DIAGNOSIS_KINDS),
+        json=f"{SYN_DIR}/diagnoses/world{{world}}/gamma{{gamma}}.json",
+        figures=reported_figures("synthetic", "world{world}/gamma{gamma}", DIAGNOSIS_KINDS),
     params:
-        teachers=lambda w: " ".join(f"{t}={synthetic_teacher_source(w.gamma, t)}"
+        teachers=lambda w: " ".join(f"{t}={synthetic_teacher_source(w.gamma, w.world, t)}"
                                     for t in SYN["teachers"]),
+        student=SYN_LEAD_STUDENT,  # the kd students its figure shows
     log:
-        "logs/synthetic/diagnoses/gamma{gamma}.log",
+        "logs/synthetic/diagnoses/world{world}/gamma{gamma}.log",
     shell:
         "python -m partialkd.diagnose --data {input.data} --teachers {params.teachers}"
-        " --summary {input.summary} --gamma {wildcards.gamma} --out-json {output.json}"
-        " --figure-stem paper/figures/synthetic/gamma{wildcards.gamma} 2> {log}"
+        " --summary {input.summary} --gamma {wildcards.gamma} --student {params.student}"
+        " --replicate world={wildcards.world}"
+        " --out-json {output.json} --figure-stem paper/figures/synthetic/world{wildcards.world}/gamma{wildcards.gamma}"
+        " 2> {log}"
 
 
 rule image_diagnosis:
     input:
         data=lambda w: TRACK_DATA[w.track],
-        teachers=lambda w: [track_teacher_file(w.track, t) for t in diagnosed_teachers(w.track, w.student_arch)],
+        teachers=lambda w: [track_teacher_file(w.track, t, w.teacher_seed)
+                            for t in diagnosed_teachers(w.track, w.student_arch)],
         summary="results/{track}/summary.csv",
         code=CODE["diagnose"],
     output:
-        json="results/{track}/diagnoses/{student_arch}.json",
-        figures=reported_figures("{track}", "{student_arch}", DIAGNOSIS_KINDS),
+        json="results/{track}/diagnoses/teacher_seed{teacher_seed}/{student_arch}.json",
+        figures=reported_figures("{track}", "teacher_seed{teacher_seed}/{student_arch}", DIAGNOSIS_KINDS),
     wildcard_constraints:
         track="|".join(IMAGE_TRACKS),
+        teacher_seed=r"\d+",
         student_arch="|".join({s for track in IMAGE_TRACKS for s in diagnosed_students(track)}),
     params:
         teachers=lambda w, input: " ".join(f"{t}={path}" for t, path in
                                            zip(diagnosed_teachers(w.track, w.student_arch), input.teachers)),
-        options=lambda w: diagnosis_args(w.track, w.student_arch),
+        options=lambda w: diagnosis_args(w.track, w.student_arch) + replicate_option(w.track, w.teacher_seed),
     resources:
         gpu=1,
     log:
-        "logs/{track}/diagnoses/{student_arch}.log",
+        "logs/{track}/diagnoses/teacher_seed{teacher_seed}/{student_arch}.log",
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.diagnose --data {input.data} --teachers {params.teachers}"
         " --summary {input.summary} --student {wildcards.student_arch}{params.options}"
-        " --out-json {output.json} --figure-stem paper/figures/{wildcards.track}/{wildcards.student_arch}"
-        " 2> {log}"
+        " --out-json {output.json} --figure-stem paper/figures/{wildcards.track}/"
+        "teacher_seed{wildcards.teacher_seed}/{wildcards.student_arch} 2> {log}"
+
+
+def replicates(track):
+    """A track's replicates as path segments: the synthetic worlds, an image track's teacher seeds."""
+    if track == "synthetic":
+        return [f"world{world}" for world in WORLDS]
+    return [f"teacher_seed{seed}" for seed in teacher_seeds(track)]
 
 
 def analysis_jsons(track):
-    """The students' analyses of a track: per γ (synthetic, the claims' teacher) or full pair."""
+    """The students' analyses of a track, every replicate: per γ, teacher and student
+    architecture (synthetic) or full pair."""
     if track == "synthetic":
-        return expand(rules.synthetic_analysis.output.json, gamma=GAMMAS,
-                      teacher=config["claims"]["teacher"])
-    return [rules.image_analysis.output.json.format(track=track, teacher_name=teacher, student_arch=student)
-            for teacher, student in full_pairs(track)]
+        return expand(rules.synthetic_analysis.output.json, gamma=GAMMAS, world=WORLDS, teacher=SYN["teachers"],
+                      student=SYN_STUDENTS)
+    return [rules.image_analysis.output.json.format(track=track, teacher_seed=seed, teacher_name=teacher,
+                                                    student_arch=student)
+            for seed in teacher_seeds(track) for teacher, student in full_pairs(track)]
 
 
 def diagnosis_jsons(track):
-    """The teachers' diagnoses of a track: per γ (synthetic) or per student taught by several."""
+    """The teachers' diagnoses of a track, every replicate: per γ (synthetic) or per student
+    taught by several."""
     if track == "synthetic":
-        return expand(rules.synthetic_diagnosis.output.json, gamma=GAMMAS)
-    return [rules.image_diagnosis.output.json.format(track=track, student_arch=student)
-            for student in diagnosed_students(track)]
+        return expand(rules.synthetic_diagnosis.output.json, gamma=GAMMAS, world=WORLDS)
+    return [rules.image_diagnosis.output.json.format(track=track, teacher_seed=seed, student_arch=student)
+            for seed in teacher_seeds(track) for student in diagnosed_students(track)]
 
 
 def analysis_figures(track):
-    """The PNG figures of a track's analyses and diagnoses, for the report."""
+    """The PNG figures of a track's analyses and diagnoses under its first replicate, for the
+    report (the others are computed for the claims)."""
     if track == "synthetic":
-        conditions = [(f"gamma{g}_{config['claims']['teacher']}", ANALYSIS_KINDS) for g in GAMMAS]
+        conditions = [(f"gamma{g}_{config['claims']['teacher']}_{SYN_LEAD_STUDENT}", ANALYSIS_KINDS)
+                      for g in GAMMAS]
         conditions += [(f"gamma{g}", DIAGNOSIS_KINDS) for g in GAMMAS]
     else:
         conditions = [(f"{teacher}_{student}", ANALYSIS_KINDS) for teacher, student in full_pairs(track)]
         conditions += [(student, DIAGNOSIS_KINDS) for student in diagnosed_students(track)]
-    return [path for condition, kinds in conditions for path in figure_files(track, condition, kinds)
-            if path.endswith(".png")]
+    first = replicates(track)[0]
+    return [path for condition, kinds in conditions
+            for path in figure_files(track, f"{first}/{condition}", kinds) if path.endswith(".png")]

@@ -10,10 +10,14 @@ rule cifar100_dataset:
         CIFAR_DATA,
     params:
         data=CIFAR["data"],
+        root=(f"--torchvision-root {CIFAR['data']['torchvision_root']}"
+              if CIFAR["data"]["torchvision_root"] else ""),
+        file_md5=" ".join(f"--file-md5 {name}={md5}" for name, md5 in CIFAR["data"]["file_md5"].items()),
     log:
         "logs/cifar100/data.log",
     shell:
-        "python -m partialkd.prepare cifar100 --archive {params.data[archive]} --url {params.data[url]}"
+        "python -m partialkd.prepare cifar100 {params.root} {params.file_md5}"
+        " --archive {params.data[archive]} --url {params.data[url]}"
         " --md5 {params.data[md5]} --valid-size {params.data[valid_size]}"
         " --split-seed {params.data[split_seed]} --out {output} 2> {log}"
 

@@ -80,16 +80,16 @@ def training_args(section):
             f"--lr {section['lr']} --weight-decay {section['weight_decay']}")
 
 
-def synthetic_teacher_source(gamma, teacher):
-    """What `--teacher` takes for a synthetic teacher: its checkpoint, or 'oracle'."""
-    return "oracle" if teacher == "oracle" else rules.synthetic_teacher.output.model.format(gamma=gamma)
+def synthetic_teacher_source(gamma, world, teacher):
+    """What `--teacher` takes for a synthetic teacher: its world's checkpoint, or 'oracle'."""
+    return "oracle" if teacher == "oracle" else rules.synthetic_teacher.output.model.format(gamma=gamma, world=world)
 
 
 def teacher_model(wildcards):
     """The teacher checkpoint a student job reads; the oracle needs none."""
     if wildcards.teacher == "oracle":
         return []
-    return synthetic_teacher_source(wildcards.gamma, wildcards.teacher)
+    return synthetic_teacher_source(wildcards.gamma, wildcards.world, wildcards.teacher)
 
 
 # The CIFAR-100 matrix: every grid point of `cifar100.methods` is a job, named by its slug.
@@ -117,10 +117,26 @@ TRACK_DATA = {"cifar100": CIFAR_DATA, "fashion_mnist": FMNIST_DATA, "ptb": PTB_D
               "imagenet": IMAGENET_DATA}
 
 
-def track_teacher_file(track, teacher):
-    """A teacher's weights: the file that params.yaml gives, or the workflow's teacher run."""
+def track_teacher_file(track, teacher, teacher_seed=None):
+    """A teacher's weights: the file that params.yaml gives, or the workflow's teacher run (of
+    `teacher_seed` on a track that trains several teachers of each kind)."""
     spec = config[track]["teachers"][teacher]
-    return spec["file"] if "file" in spec else f"results/{track}/teachers/{teacher}/model.pt"
+    if "file" in spec:
+        return spec["file"]
+    seed_dir = f"teacher_seed{teacher_seed}/" if "teacher_seeds" in config[track] else ""
+    return f"results/{track}/teachers/{teacher}/{seed_dir}model.pt"
+
+
+def teacher_seeds(track):
+    """The seeds of an image track's teachers: several where the track trains several teachers of
+    each kind (`teacher_seeds`, the claims' replicates), else its one `teacher_seed`."""
+    section = config[track]
+    return section["teacher_seeds"] if "teacher_seeds" in section else [section["teacher_seed"]]
+
+
+def replicate_option(track, teacher_seed):
+    """`--replicate teacher_seed=N` for the analyses of a track with several teacher seeds."""
+    return f" --replicate teacher_seed={teacher_seed}" if "teacher_seeds" in config[track] else ""
 
 
 def trained_teachers(track):

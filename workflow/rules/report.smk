@@ -18,10 +18,14 @@ rule synthetic_claims:
                subcategory="synthetic"),
     params:
         claims=config["claims"],
+        # the claims' teacher and the first student architecture lead; the other teachers' and
+        # students' claims are written beside (C1–C8, C10, C11)
+        teachers=" ".join([*(f"--teacher {t}" for t in dict.fromkeys([config["claims"]["teacher"], *SYN["teachers"]])),
+                           *(f"--student {s}" for s in SYN_STUDENTS)]),
     log:
         "logs/synthetic/claims.log",
     shell:
-        "python -m partialkd.claims --summary {input.summary} --teacher {params.claims[teacher]}"
+        "python -m partialkd.claims --summary {input.summary} {params.teachers}"
         " --analyses {input.analyses} --diagnoses {input.diagnoses}"
         " --confidence {params.claims[confidence]} --correction {params.claims[correction]}"
         " --uniform-entropy {params.claims[uniform_entropy]}"

@@ -1,27 +1,31 @@
-# The synthetic study (NOTES §3): for each class correlation γ, data -> teacher -> the student
-# matrix (every method's grid, stacked, per seed) -> one summary table.
+# The synthetic study (NOTES §3): for each class correlation γ and world (its own templates,
+# samples and teacher: the claims' unit, issue 12), data -> teacher -> the student matrix (every
+# method's grid, stacked, per seed) -> one summary table.
 # Each phase writes under its own folder, so that DVC can version each phase as one output.
 
 GAMMAS = [gamma_label(g) for g in SYN["data"]["gammas"]]
+WORLDS = SYN["data"]["world_seeds"]
+SYN_STUDENTS = {architecture["name"]: architecture for architecture in SYN["student"]["architectures"]}
+SYN_LEAD_STUDENT = next(iter(SYN_STUDENTS))  # its students lead the report's tables and claims
 
 
 rule synthetic_dataset:
     input:
         code=CODE["prepare"],
     output:
-        f"{SYN_DIR}/data/gamma{{gamma}}.pt",
+        f"{SYN_DIR}/data/gamma{{gamma}}/world{{world}}.pt",
     params:
         data=SYN["data"],
         link_a=" ".join(map(str, SYN["data"]["link_a"])),
         link_b=" ".join(map(str, SYN["data"]["link_b"])),
     log:
-        "logs/synthetic/data/gamma{gamma}.log",
+        "logs/synthetic/data/gamma{gamma}/world{world}.log",
     shell:
         "python -m partialkd.prepare synthetic --gamma {wildcards.gamma}"
         " --num-classes {params.data[num_classes]} --num-groups {params.data[num_groups]}"
         " --dim {params.data[dim]} --beta {params.data[beta]} --link-a {params.link_a}"
         " --link-b {params.link_b}"
-        " --world-seed {params.data[world_seed]} --train-size {params.data[sizes][train]}"
+        " --world-seed {wildcards.world} --train-size {params.data[sizes][train]}"
         " --valid-size {params.data[sizes][valid]} --test-size {params.data[sizes][test]}"
         " --out {output} 2> {log}"
 
@@ -31,21 +35,20 @@ rule synthetic_teacher:
         data=rules.synthetic_dataset.output,
         code=CODE["train"],
     output:
-        model=f"{SYN_DIR}/teachers/gamma{{gamma}}/mlp/model.pt",
-        metrics=f"{SYN_DIR}/teachers/gamma{{gamma}}/mlp/metrics.json",
+        model=f"{SYN_DIR}/teachers/gamma{{gamma}}/world{{world}}/mlp/model.pt",
+        metrics=f"{SYN_DIR}/teachers/gamma{{gamma}}/world{{world}}/mlp/metrics.json",
     params:
         training=training_args(SYN["teacher"]),
         grid=json.dumps({"ce": {}}),
-        seed=SYN["teacher"]["seed"],
     log:
-        "logs/synthetic/teachers/gamma{gamma}/mlp.log",
+        "logs/synthetic/teachers/gamma{gamma}/world{world}/mlp.log",
     benchmark:
-        "benchmarks/synthetic/teachers/gamma{gamma}/mlp.tsv"
+        "benchmarks/synthetic/teachers/gamma{gamma}/world{world}/mlp.tsv"
     threads: 1
-    shell:
+    shell:  # the world's teacher trains from the world's seed
         "python -m partialkd.train --data {input.data} --grid {params.grid:q} {params.training}"
-        " --seed {params.seed} --threads {threads} --tag role=teacher --tag teacher=mlp"
-        " --out-dir $(dirname {output.model}) 2> {log}"
+        " --seed {wildcards.world} --threads {threads} --tag role=teacher --tag teacher=mlp"
+        " --tag world={wildcards.world} --out-dir $(dirname {output.model}) 2> {log}"
 
 
 rule synthetic_student_stack:
@@ -54,32 +57,35 @@ rule synthetic_student_stack:
         teacher=teacher_model,
         code=CODE["train"],
     output:
-        model=f"{SYN_DIR}/students/gamma{{gamma}}/{{teacher}}/seed{{seed}}/model.pt",
-        metrics=f"{SYN_DIR}/students/gamma{{gamma}}/{{teacher}}/seed{{seed}}/metrics.json",
+        model=f"{SYN_DIR}/students/gamma{{gamma}}/world{{world}}/{{teacher}}/{{student}}/seed{{seed}}/model.pt",
+        metrics=f"{SYN_DIR}/students/gamma{{gamma}}/world{{world}}/{{teacher}}/{{student}}/seed{{seed}}/metrics.json",
+    wildcard_constraints:
+        student="|".join(SYN_STUDENTS),
     params:
-        training=training_args(SYN["student"]),
+        training=lambda w: training_args({**SYN["student"], **SYN_STUDENTS[w.student]}),
         grid=json.dumps(SYN["methods"]),
         train_size=SYN["student"]["train_size"],
         tau=lambda w: "" if SYN["student"]["tau_squared"] else "--no-tau-squared",
         teacher=lambda w, input: input.teacher or "oracle",
     log:
-        "logs/synthetic/students/gamma{gamma}/{teacher}/seed{seed}.log",
+        "logs/synthetic/students/gamma{gamma}/world{world}/{teacher}/{student}/seed{seed}.log",
     benchmark:
-        "benchmarks/synthetic/students/gamma{gamma}/{teacher}/seed{seed}.tsv"
+        "benchmarks/synthetic/students/gamma{gamma}/world{world}/{teacher}/{student}/seed{seed}.tsv"
     threads: 1
     shell:
         "python -m partialkd.train --data {input.data} --teacher {params.teacher}"
         " --grid {params.grid:q} {params.training} --train-size {params.train_size} {params.tau}"
         " --seed {wildcards.seed} --threads {threads}"
-        " --tag role=student --tag teacher={wildcards.teacher}"
+        " --tag role=student --tag teacher={wildcards.teacher} --tag student={wildcards.student}"
+        " --tag world={wildcards.world}"
         " --out-dir $(dirname {output.model}) 2> {log}"
 
 
 rule synthetic_summary:
     input:
-        teachers=expand(rules.synthetic_teacher.output.metrics, gamma=GAMMAS),
-        students=expand(rules.synthetic_student_stack.output.metrics, gamma=GAMMAS,
-                        teacher=SYN["teachers"], seed=SYN["student"]["seeds"]),
+        teachers=expand(rules.synthetic_teacher.output.metrics, gamma=GAMMAS, world=WORLDS),
+        students=expand(rules.synthetic_student_stack.output.metrics, gamma=GAMMAS, world=WORLDS,
+                        teacher=SYN["teachers"], student=SYN_STUDENTS, seed=SYN["student"]["seeds"]),
         code=CODE["aggregate"],
     output:
         table=f"{SYN_DIR}/summary.csv",
@@ -95,7 +101,7 @@ rule synthetic_summary:
 # Phase targets: `snakemake <phase>` builds one phase (and what it needs); dvc.yaml runs these.
 rule synthetic_data_phase:
     input:
-        expand(rules.synthetic_dataset.output, gamma=GAMMAS),
+        expand(rules.synthetic_dataset.output, gamma=GAMMAS, world=WORLDS),
 
 
 rule synthetic_teachers_phase:
