@@ -5,7 +5,7 @@ import pandas as pd
 
 from partialkd.aggregate import SCORES
 from partialkd.document import Paragraph, TableBlock
-from partialkd.report import Report, edge_selections, replicate_label, students_text
+from partialkd.report import Report, edge_selections, parameter_differences, replicate_label, students_text
 from partialkd.tables import (accuracy_table, pair_sim_degeneracy_table, pair_table, selected_variants,
                               sim_degeneracy_table, to_markdown)
 
@@ -238,3 +238,18 @@ def test_the_claims_of_other_teachers_stand_beside_the_leading_ones() -> None:
     assert stems == ["synthetic/claims", "synthetic/claims_oracle_linear"]
     texts = [block.text for block in blocks if isinstance(block, Paragraph)]
     assert any("`oracle` teacher" in text for text in texts)
+
+
+def test_the_run_s_parameters_that_differ_from_params_yaml_are_listed() -> None:
+    defaults = {"tracks": ["synthetic", "ptb"], "synthetic": {"data": {"world_seeds": [0, 1, 2, 3, 4], "dim": 30},
+                                                              "teachers": ["mlp", "oracle"]}}
+    run = {"tracks": ["synthetic"], "synthetic": {"data": {"world_seeds": [0, 1, 2], "dim": 30},
+                                                  "teachers": ["mlp", "oracle"], "extra": {"a": 1}}}
+    assert parameter_differences(run, defaults) == [
+        ("tracks", "[synthetic]", "[synthetic, ptb]"),
+        ("synthetic.data.world_seeds", "[0, 1, 2]", "[0, 1, 2, 3, 4]"),
+        ("synthetic.extra", "{a: 1}", "—")]
+    blocks = Report(run, "tables").this_run(defaults)
+    assert table_stems(blocks) == ["parameters/this_run"]
+    same = Report(defaults, "tables").this_run(defaults)
+    assert [block.text for block in same if isinstance(block, Paragraph)] == ["This run uses `params.yaml` as it is."]

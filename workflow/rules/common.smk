@@ -223,9 +223,11 @@ def track_figures(track):
 
 
 def report_inputs(wildcards):
-    """Each listed track's summary and claims (key: the track), and its figures as PNG (key:
+    """params.yaml (the report compares the run's parameters with it), each listed track's summary
+    and claims (key: the track), and its figures as PNG (key:
     `<track>_figures`; the PDF beside each comes from the same job)."""
-    inputs = {"code": CODE["report"], "sizing": ["docs/synthetic-sizing.md"] if "synthetic" in TRACKS else []}
+    inputs = {"code": CODE["report"], "defaults": "params.yaml",
+              "sizing": ["docs/synthetic-sizing.md"] if "synthetic" in TRACKS else []}
     for track in TRACKS:
         own = expand(rules.track_figure.output.png, track=track, figure=track_figures(track))
         inputs[track] = [f"results/{track}/summary.csv", f"results/{track}/claims.json"]

@@ -97,8 +97,9 @@ rule report:
         sizing=lambda w, input: f"--sizing {input.sizing}" if input.sizing else "",
     log:
         "logs/report.log",
-    shell:
+    shell:  # --defaults: the report lists where this run's parameters differ from params.yaml
         "python -m partialkd.report {params.tracks} {params.figures} {params.sizing} --params {params.parameters:q}"
+        " --defaults {input.defaults}"
         " --out {output.markdown} --latex {output.latex} --tables {output.tables} 2> {log}"
 
 
