@@ -265,7 +265,7 @@ def test_evidence_reports_the_paired_differences():
     assert c5[0].endswith("→ kd_pt ≥ kd_sim holds") and "n = 6" in c5[0]
     assert "kd_pt − kd = +0.0" in c5[1] or "kd_pt − kd = -0.0" in c5[1]
     assert claims["C6"].evidence[0].startswith(
-        "every γ: per-seed slope of the gain kd_sim − ls against γ (points per unit γ) = +3.00 pts")
+        "every γ: per-seed slope of the gain kd_sim − ls against γ = +3.00 pts per unit γ")
     assert claims["C6"].evidence[0].endswith(") → slope > 0 holds")
     assert "γ = 0: +0.50, γ = 0.5: +2.00, γ = 1: +3.50" in claims["C6"].evidence[1]
     assert claims["C5"].parts == [HOLDS, HOLDS] and claims["C5"].level == pytest.approx(0.975)
@@ -715,3 +715,15 @@ def test_c12_over_teacher_seeds_uses_each_seeds_mean_p_t_difference():
     group[0]["teachers"][2]["epochs"] = 15  # the larger teacher of the first seed's diagnosis
     assert "trained 15 vs 5 epochs: the step confounds size with training length" in \
         claim_c12(group, INFERENCE).evidence[0]
+
+
+def test_each_part_s_interval_is_recorded_for_the_figures():
+    claims = {c.id: c for c in evaluate(Comparisons.synthetic(make_summary(holding_effects(), jitter=0.0), "mlp",
+                                                               INFERENCE), synthetic=True)}
+    [c1_first, *_] = claims["C1"].estimates
+    assert c1_first == {"where": "γ = 0", "label": "kd − ls", "rule": ">", "verdict": HOLDS,
+                        "mean": pytest.approx(2.0, abs=1e-6), "low": pytest.approx(2.0, abs=1e-4),
+                        "high": pytest.approx(2.0, abs=1e-4), "n": len(SEEDS), "unit": "pts", "margin": 0.0}
+    assert {e["margin"] for e in claims["C4"].estimates} == {MARGIN}  # ≥: the margin moves its regions
+    assert len(claims["C7"].estimates) == len(claims["C7"].parts) == 2 * len(GAMMAS)
+    assert claims["C8"].estimates == []  # not run: no interval

@@ -177,15 +177,17 @@ def test_only_the_listed_tracks_have_stages(tmp_path: Path) -> None:
 
 
 def dvc_stages(repo: Path) -> dict[str, dict]:
-    """The stages DVC generates from dvc.yaml and params.yaml: command, dependency paths,
-    output paths (metrics included) and params keys (an empty list: every parameter)."""
+    """The stages DVC generates from dvc.yaml and params.yaml: command, dependency paths (a params
+    file tracked whole, `params.yaml:`, among them), output paths (metrics included) and params
+    keys (an empty list: every parameter)."""
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
     with Repo(str(repo), config={"core": {"no_scm": True}}) as dvc:  # no git needed to read
         stages = dvc.index.stages
     return {stage.name: {"cmd": stage.cmd,
-                         "deps": [dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)],
+                         "deps": [dep.def_path for dep in stage.deps
+                                  if not isinstance(dep, ParamsDependency) or not dep.params],
                          "params": [key for dep in stage.deps if isinstance(dep, ParamsDependency)
                                     for key in dep.params],
                          "outs": [out.def_path for out in stage.outs]}

@@ -1,12 +1,19 @@
 """Figures computed from hand-made summary tables."""
 from __future__ import annotations
 
+import json
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import LineCollection
+from matplotlib.colors import to_hex
 
 from partialkd.aggregate import SCORES
-from partialkd.figures import gain_over_baseline, main, topk_by_k, topk_figure
-from partialkd.style import save_figure
+from partialkd.claims import FAILS, HOLDS, INCONCLUSIVE
+from partialkd.figures import claims_figure, gain_over_baseline, main, topk_by_k, topk_figure
+from partialkd.style import VERDICT_MARKS, save_figure
 
 
 def topk_summary() -> pd.DataFrame:
@@ -34,7 +41,8 @@ def test_topk_figure_draws_a_panel_per_gamma_with_the_kd_reference(tmp_path) -> 
     figure = topk_figure(topk_summary(), "sd")
     (ax,) = figure.axes
     assert ax.get_title() == "teacher mlp, γ = 0"
-    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["2", "5"]
+    assert ax.get_xscale() == "log" and [tick.get_text() for tick in ax.get_xticklabels()] == ["2", "5"]
+    assert ax.xaxis.get_minor_ticks() == []  # ticks at the k values only
     reference = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert reference and reference[0].get_ydata()[0] == pytest.approx(55.0)
     save_figure(figure, tmp_path / "topk")
@@ -96,3 +104,100 @@ def test_students_of_different_worlds_with_one_seed_number_stay_apart() -> None:
     gains = gain_over_baseline(pd.concat([worlds, ce], ignore_index=True))
     kd = gains[gains["method"] == "kd"].sort_values(["world", "seed"])
     assert kd["gain"].round(6).tolist() == [5.0, 5.0, 15.0, 15.0]
+
+
+def estimate(where: str, label: str, rule: str, verdict: str, mean: float, low: float, high: float,
+             unit: str = "pts", margin: float = 0.0) -> dict:
+    return {"where": where, "label": label, "rule": rule, "verdict": verdict, "mean": mean, "low": low,
+            "high": high, "n": 3, "unit": unit, "margin": margin}
+
+
+def claim(claim_id: str, verdict: str, level: float | None, *estimates: dict, evidence: str = "…") -> dict:
+    return {"id": claim_id, "statement": "…", "verdict": verdict, "evidence": [evidence], "level": level,
+            "caveats": [], "estimates": list(estimates)}
+
+
+def planted_claims() -> dict:
+    """C1 (two parts, >) holds and C4 (≥, margin 0.5) fails, in points; C8 not run; C10 and C12
+    unitless, C12's interval unbounded (one replicate); a claim set beside that fails."""
+    return {"scope": "the `mlp8` students of the `mlp` teacher", "confidence": 0.95, "correction": "bonferroni",
+            "margin": 0.5, "metric": "acc",
+            "claims": [claim("C1", "holds", 0.975, estimate("γ = 0", "kd − ls", ">", "holds", 2.0, 1.0, 3.0),
+                             estimate("γ = 0.9", "kd − ls", ">", "holds", 1.5, 0.5, 2.5)),
+                       claim("C4", "fails", 0.975,
+                             estimate("γ = 0", "kd_pt_sim − kd", "≥", "inconclusive", -0.2, -1.0, 0.6, margin=0.5),
+                             estimate("γ = 0.9", "kd_pt_sim − kd", "≥", "fails", -2.0, -3.0, -1.0, margin=0.5)),
+                       claim("C8", "not run", None, evidence="needs kd_topk and kd"),
+                       claim("C10", "holds", 0.95, estimate("γ = 0", "Spearman(w_t of kd at the ce student's q, p_t)",
+                                                            ">", "holds", 0.6, 0.4, 0.8, unit="")),
+                       claim("C12", "inconclusive", 0.95, estimate(
+                           "γ = 0", "big (1,000 parameters; mean p_t 0.900) − small (10 parameters; mean p_t "
+                           "0.800): per-example p_t difference", ">", "inconclusive", 0.1, -math.inf, math.inf,
+                           unit=""))],
+            "beside": [{"teacher": "oracle", "student": "linear", "scope": "…", "claims": [
+                claim("C1", "fails", 0.95, estimate("γ = 0", "kd − ls", ">", "fails", -1, -2, -0.5))]}]}
+
+
+def test_verdicts_are_drawn_as_the_claims_name_them() -> None:
+    assert list(VERDICT_MARKS) == [HOLDS, FAILS, INCONCLUSIVE]
+
+
+def marks(ax) -> dict[str, list[float]]:
+    """The rows (y) of each verdict's estimate marks."""
+    return {collection.get_label(): sorted(collection.get_offsets()[:, 1]) for collection in ax.collections
+            if collection.get_label() in VERDICT_MARKS and len(collection.get_offsets())}
+
+
+def test_the_claims_figure_draws_each_lead_part_by_verdict_one_panel_per_unit() -> None:
+    figure = claims_figure(planted_claims())
+    points, unitless = figure.axes
+    assert [tick.get_text() for tick in points.get_yticklabels()] == [
+        "C1 γ = 0: kd − ls [>]", "C1 γ = 0.9: kd − ls [>]", "C4 γ = 0: kd_pt_sim − kd [≥]",
+        "C4 γ = 0.9: kd_pt_sim − kd [≥]"]
+    assert [tick.get_text() for tick in unitless.get_yticklabels()] == [
+        "C10 γ = 0: Spearman(w_t of kd at the ce student's q, p_t) [>]", "C12 γ = 0: big − small [>]"]
+    assert "points of test accuracy" in points.get_xlabel() and "unitless" in unitless.get_xlabel()
+    # the beside set's failing C1 is not drawn: one fails mark, C4's
+    assert marks(points) == {"holds": [0, 1], "inconclusive": [2], "fails": [3]}
+    assert marks(unitless) == {"holds": [0], "inconclusive": [1]}
+    for ax in (points, unitless):
+        for verdict, mark in VERDICT_MARKS.items():
+            for collection in ax.collections:
+                if collection.get_label() == verdict and len(collection.get_offsets()):
+                    assert to_hex(collection.get_facecolor()[0]) == mark.color
+    # the ±margin band behind C4's parts (≥) only, none in the panel without a margin rule
+    assert [(bar.get_x(), bar.get_width(), bar.get_y() + bar.get_height() / 2) for bar in points.patches] == [
+        (-0.5, 1.0, 2.0), (-0.5, 1.0, 3.0)]
+    assert len(unitless.patches) == 0
+    assert [text.get_text() for text in points.texts] == ["C1 holds (97.5%)", "C4 fails (97.5%)"]
+    # an unbounded interval is drawn to the axis edges
+    segments = [segment for collection in unitless.collections if isinstance(collection, LineCollection)
+                for segment in collection.get_segments()]
+    assert all(np.isfinite(segment).all() for segment in segments)
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == [
+        "holds", "fails", "inconclusive", "margin ±δ (≥, ≈ rules)"]
+    assert figure.get_supxlabel() == "Not run: C8 (needs kd_topk and kd)"
+
+
+def test_the_claims_figure_grows_with_its_parts() -> None:
+    few = planted_claims()
+    many = {**few, "claims": [{**few["claims"][0], "estimates": few["claims"][0]["estimates"] * 20}]}
+    assert claims_figure(many).get_size_inches()[1] > claims_figure(few).get_size_inches()[1] + 5
+
+
+def test_the_claims_figure_of_claims_none_run_says_so() -> None:
+    figure = claims_figure({**planted_claims(), "claims": [claim("C8", "not run", None, evidence="needs kd")]})
+    assert figure.axes[0].texts[0].get_text() == "no claim has an estimate yet"
+    assert figure.get_supxlabel() == "Not run: C8 (needs kd)"
+
+
+def test_the_claims_figure_is_drawn_from_a_claims_file(tmp_path) -> None:
+    (tmp_path / "claims.json").write_text(json.dumps(planted_claims()))  # ∞ written as Infinity
+    main(["claims", "--claims", str(tmp_path / "claims.json"), "--out-stem", str(tmp_path / "claims")])
+    assert (tmp_path / "claims.png").stat().st_size > 1000 and (tmp_path / "claims.pdf").is_file()
+
+
+def test_each_figure_needs_its_source(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["claims", "--summary", "s.csv", "--out-stem", "f"])
+    assert "the claims figure needs --claims" in capsys.readouterr().err

@@ -15,7 +15,8 @@ from partialkd import report
 from partialkd.aggregate import SCORES
 from partialkd.claims import procedure_text
 from partialkd.latex import build_pdf, escape, find_engine, inline
-from partialkd.report import ANALYSIS_CAPTIONS, TOPK_CAPTION, condition_label, figure_kind, topk_caption
+from partialkd.report import (ANALYSIS_CAPTIONS, FOREST_CAPTION, TOPK_CAPTION, condition_label, figure_kind,
+                             topk_caption)
 from partialkd.tables import effect_range, to_latex, to_markdown
 from test_report import CIFAR, cifar_rows
 
@@ -141,6 +142,7 @@ def test_caption_files_of_the_html_report_match_the_reports_captions() -> None:
     for name, caption in ANALYSIS_CAPTIONS.items():
         expected = as_rst(caption)
         assert f"{expected[0].upper()}{expected[1:]}." in rst_caption(name), name
+    assert f"{as_rst(FOREST_CAPTION)}." in rst_caption("claims_figure")
     topk = rst_caption("track_figure")  # its metric is a Jinja expression of the track's score
     assert f"{as_rst(TOPK_CAPTION)}." in topk
     for score in SCORES.values():
@@ -200,8 +202,8 @@ CLAIMS = {"confidence": 0.95, "correction": "bonferroni", "margin": 0.5,
 
 
 def synthetic_results(folder: Path) -> list[str]:
-    """A summary.csv, claims.json and four figures (PNG, one with its PDF): the report's
-    --track and --figures arguments."""
+    """A summary.csv, claims.json and five figures (PNG, the forest plot and gain with their PDF):
+    the report's --track and --figures arguments."""
     rows = [{"role": "student", "teacher": "mlp", "gamma": 0.0, "seed": seed, "method": method,
              "variant": f"{method}(lam=0.9)", "lam": 0.9, "tau": 4.0, "best_test_acc": 0.5 + seed / 100,
              "bayes_test_acc": 0.7, "selected": True, "run": f"run{seed}{method}", "epochs": 2,
@@ -213,12 +215,12 @@ def synthetic_results(folder: Path) -> list[str]:
     figures = folder / "paper/figures/synthetic"
     figures.mkdir(parents=True)
     for name in ("gain.png", "gain.pdf", "gamma0_mlp_rescaling.png", "gamma0_mlp_geometry.png",
-                 "gamma0_confidence.png"):
+                 "gamma0_confidence.png", "claims.png", "claims.pdf"):
         (figures / name).write_bytes(b"figure")
     return ["--track", "synthetic", str(folder / "summary.csv"), str(folder / "claims.json"),
             "--figures", "synthetic", *(str(figures / name) for name in
-                                        ("gamma0_confidence.png", "gain.png", "gamma0_mlp_geometry.png",
-                                         "gamma0_mlp_rescaling.png"))]
+                                        ("gamma0_confidence.png", "gain.png", "claims.png",
+                                         "gamma0_mlp_geometry.png", "gamma0_mlp_rescaling.png"))]
 
 
 def run_report(folder: Path, *args: str) -> None:
@@ -239,12 +241,19 @@ def test_the_report_is_one_document_written_as_markdown_and_latex(tmp_path: Path
     assert "| C1 | kd > ls | holds | 1 holds | +2.98 pts |" in markdown
     assert "**C1** (kd > ls): **holds** (1 part, 95% intervals)" in markdown
     assert "Student t with n − 1 degrees of freedom" in markdown  # the procedure, stated once
-    # a track's own figures first, then per condition in the given order, kinds in a fixed order
+    # the forest plot opens the claims; then the track's own figures, then per condition in the
+    # given order, kinds in a fixed order
     assert re.findall(r"figures/synthetic/(\w+)\.png", markdown) == [
-        "gain", "gamma0_confidence", "gamma0_mlp_rescaling", "gamma0_mlp_geometry"]
+        "claims", "gain", "gamma0_confidence", "gamma0_mlp_rescaling", "gamma0_mlp_geometry"]
     assert re.findall(r"\\includegraphics\{figures/synthetic/(\w+\.\w+)\}", body) == [
-        "gain.pdf", "gamma0_confidence.png", "gamma0_mlp_rescaling.png",
+        "claims.pdf", "gain.pdf", "gamma0_confidence.png", "gamma0_mlp_rescaling.png",
         "gamma0_mlp_geometry.png"]  # the PDF where there is one
+    # the forest plot opens the claims section, before the procedure, in both documents
+    for document, heading, figure in ((markdown, "## Claims\n\n![", "figures/synthetic/claims.png"),
+                                      (body, "\\section{Claims}\n\n\\begin{figure}", "figures/synthetic/claims.pdf")):
+        assert document.index(heading) < document.index(figure) < document.index("Comparisons are")
+        assert document.index(figure) - document.index(heading) < 120  # the section's first block
+    assert "*Figure: Synthetic study (NOTES §3), the claims at a glance: one row per part" in markdown
     assert "#### γ = 0, teacher `mlp`" in markdown and r"\subsubsection{$\gamma$ = 0}" in body
     assert f"*Figure: γ = 0: {ANALYSIS_CAPTIONS['confidence']}.*" in markdown
     assert "mean ± sd over 2 seeds" in markdown

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pandas as pd
 
 from partialkd.aggregate import SCORES
-from partialkd.document import Paragraph, TableBlock
-from partialkd.report import Report, edge_selections, parameter_differences, replicate_label, students_text
+from partialkd.document import Figure, Heading, Paragraph, TableBlock
+from partialkd.report import (FOREST_CAPTION, Report, edge_selections, parameter_differences, replicate_label,
+                              students_text)
 from partialkd.tables import (accuracy_table, pair_sim_degeneracy_table, pair_table, selected_variants,
                               sim_degeneracy_table, to_markdown)
 
@@ -233,11 +234,34 @@ def test_the_claims_of_other_teachers_stand_beside_the_leading_ones() -> None:
                           "scope": "the `linear` students of the `oracle` teacher",
                           "claims": [{**claim, "verdict": "fails"}]}]}
     report = Report({}, "tables")
-    blocks = report.claims({"synthetic": claims})
+    blocks = report.claims({"synthetic": claims}, {})
     stems = table_stems(blocks)
     assert stems == ["synthetic/claims", "synthetic/claims_oracle_linear"]
     texts = [block.text for block in blocks if isinstance(block, Paragraph)]
     assert any("`oracle` teacher" in text for text in texts)
+
+
+def test_the_forest_plots_open_the_claims_section_one_per_track() -> None:
+    claim = {"id": "C1", "statement": "kd > ls", "verdict": "holds", "evidence": ["…"], "parts": ["holds"],
+             "level": 0.95, "caveats": []}
+    common = {"procedure": "The procedure.", "confidence": 0.95, "correction": "bonferroni", "claims": [claim]}
+    claims = {"synthetic": {**common, "scope": "the `mlp` students", "margin": 0.5,
+                            "beside": [{"teacher": "oracle", "student": None, "scope": "…", "claims": [claim]}]},
+              "ptb": {**common, "scope": "small→tiny", "margin": 1.0, "metric": "ppl", "correction": "none"}}
+    forests = {"ptb": ("figures/ptb/claims.png", "figures/ptb/claims.pdf"),
+               "synthetic": ("figures/synthetic/claims.png", "figures/synthetic/claims.pdf")}
+    blocks = Report({}, "tables").claims(claims, forests)
+    assert isinstance(blocks[0], Heading) and blocks[0].text == "Claims"
+    synthetic, ptb = blocks[1:3]  # in the tracks' order, before the procedure
+    assert isinstance(blocks[3], Paragraph) and [synthetic.png, ptb.graphic] == [
+        "figures/synthetic/claims.png", "figures/ptb/claims.pdf"]
+    assert synthetic.caption.startswith("Synthetic study (NOTES §3), the claims at a glance (the `mlp` students; "
+                                        "those beside them are in the tables below): one row per part")
+    assert FOREST_CAPTION in synthetic.caption and "holds: blue dot" in synthetic.caption
+    assert synthetic.caption.endswith("Level: 1 − α/m for a claim of m parts, α = 0.05 (Bonferroni); "
+                                      "margin δ = 0.5 pts")
+    assert ptb.caption.endswith("Level: 0.95 (no correction); margin δ = 1 ppl")
+    assert not any(isinstance(block, Figure) for block in Report({}, "tables").claims(claims, {}))
 
 
 def test_the_run_s_parameters_that_differ_from_params_yaml_are_listed() -> None:

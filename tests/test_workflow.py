@@ -42,9 +42,12 @@ def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> Non
     assert len(summary[summary["role"] == "teacher"]) == 2 * 2
     assert students["best_test_acc"].between(0, 1).all()
     for suffix in ("png", "pdf"):
-        assert (finished_workflow / f"paper/figures/synthetic/gain.{suffix}").stat().st_size > 1000
+        for figure in ("gain", "claims"):
+            assert (finished_workflow / f"paper/figures/synthetic/{figure}.{suffix}").stat().st_size > 1000
     report = (finished_workflow / "paper/REPORT.md").read_text()
     assert report.index("## Claims") < report.index("## Synthetic study")
+    # the forest plot of the claims opens the claims section
+    assert report.index("## Claims") < report.index("figures/synthetic/claims.png") < report.index("Comparisons are")
     for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C10", "C11"):
         assert f"**{claim}**" in report
     assert "figures/synthetic/gain.png" in report and "figures/synthetic/topk.png" in report
@@ -123,6 +126,7 @@ def test_snakemake_report_gives_html_with_captions(finished_workflow: Path, tmp_
     text = html.read_text()
     assert "the number of the teacher's classes kept" in text  # the top-k figure's caption
     assert "equivalence margin" in text  # the claims' caption
+    assert "The claims at a glance" in text  # the forest plot's
 
 
 def planned_rules(dry_run: subprocess.CompletedProcess[str]) -> set[str]:

@@ -152,6 +152,7 @@ APPROXIMATELY = Rule("≈", "(equal within the margin) holds if −δ < low and 
                      lambda low, high, m: (low > -m) & (high < m),
                      lambda low, high, m: (low > m) | (high < -m))
 RULES = (GREATER, AT_LEAST, APPROXIMATELY)
+MARGIN_RULES = (AT_LEAST, APPROXIMATELY)  # the rules whose regions the margin δ moves
 
 
 def combine(verdicts: Sequence[str]) -> str:
@@ -212,6 +213,7 @@ class Claim:
     parts: list[str] = field(default_factory=list)  # each part's verdict, in evidence order
     level: float | None = None                      # each part's interval level
     caveats: list[str] = field(default_factory=list)  # shown next to the verdict
+    estimates: list[dict[str, Any]] = field(default_factory=list)  # each part's interval, for figures
 
 
 def judge(claim_id: str, statement: str, parts: Sequence[Part], inference: Inference,
@@ -222,17 +224,22 @@ def judge(claim_id: str, statement: str, parts: Sequence[Part], inference: Infer
         lines = [f"{p.where}: {p.label}" for p in parts if p.sample is None]
         return Claim(claim_id, statement, NOT_RUN, lines + list(notes) or ["no results to compare"])
     level = inference.level(len(parts))
-    lines, verdicts = [], []
+    lines, verdicts, estimates = [], [], []
     for part in parts:
         interval = part.sample.interval(level)
         verdict = part.rule(interval, inference.margin)
+        estimates.append({"where": part.where, "label": part.label, "rule": part.rule.symbol,
+                          "verdict": verdict, "mean": interval.mean, "low": interval.low,
+                          "high": interval.high, "n": interval.n, "unit": part.unit.strip(),
+                          "margin": inference.margin if part.rule in MARGIN_RULES else 0.0})
         detail = "".join(f"; {text}" for text in (part.detail, *(f"caveat: {c}" for c in part.caveats))
                          if text)
         lines.append(f"{part.where}: {part.label} = {interval.text(part.unit, part.digits, part.spread)} "
                      f"→ {part.phrase or part.rule.symbol} {verdict}{detail}")
         verdicts.append(verdict)
     caveats = list(dict.fromkeys(f"{part.where}: {caveat}" for part in parts for caveat in part.caveats))
-    return Claim(claim_id, statement, combine(verdicts), lines + list(notes), verdicts, level, caveats)
+    return Claim(claim_id, statement, combine(verdicts), lines + list(notes), verdicts, level, caveats,
+                 estimates)
 
 
 @dataclass(frozen=True)
@@ -373,8 +380,8 @@ def claim_c6(data: Comparisons) -> Claim:
     slopes = pd.Series(np.polyfit(gammas, gain.to_numpy().T, 1)[0], index=gain.index)
     means = ", ".join(f"γ = {g:g}: {gain[g].mean():+.2f}" for g in gain.columns)
     sample, spread = pooled(slopes, data.unit)
-    part = Part("every γ", "per-seed slope of the gain kd_sim − ls against γ (points per unit γ)",
-                sample, GREATER, "slope > 0", spread=spread)
+    part = Part("every γ", "per-seed slope of the gain kd_sim − ls against γ", sample, GREATER,
+                "slope > 0", unit=" pts per unit γ", spread=spread)
     return judge("C6", statement, [part], data.inference,
                  [f"mean gain kd_sim − ls per γ (pts): {means}"])
 

@@ -7,10 +7,10 @@ Markdown and LaTeX under the tables folder (`<track>/<name>.{md,tex}`).
 [--figures TRACK PNG... ...] --out paper/REPORT.md --latex paper/generated/body.tex
 --tables paper/tables`
 
-Figures are PNGs named `<kind>.png` (a track's own figures: gain, topk) or
-`<condition>_<kind>.png` (an analysis under one condition); the LaTeX body uses the PDF beside
-each PNG when there is one. Paths in both documents are relative to the folder of --out, where
-paper/main.tex lives too.
+Figures are PNGs named `<kind>.png` (a track's own figures: gain, topk; `claims.png`, the
+forest plot of its claims, opens the claims section) or `<condition>_<kind>.png` (an analysis
+under one condition); the LaTeX body uses the PDF beside each PNG when there is one. Paths in
+both documents are relative to the folder of --out, where paper/main.tex lives too.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from partialkd.figures import ERROR_BAR_CAPTIONS, score_label
 from partialkd.io import atomic_write
 from partialkd.provenance import provenance
 from partialkd.reference import PEERS_TRAIN_IMAGES
+from partialkd.style import VERDICT_MARKS
 from partialkd.tables import (DELTA_OURS, DELTA_PEERS, PEAK, Table, accuracy_table, claims_table,
                               pair_sim_degeneracy_table, pair_table, selected_variants,
                               sim_degeneracy_table, students_of)
@@ -72,6 +73,27 @@ SIM_DEGENERACY_CAPTION = (
 TOPK_CAPTION = ("of the `kd_topk` student against k, the number of the teacher's classes kept "
                 "(at each k the other hyperparameters chosen on validation), mean and spread over "
                 "seeds; dashed, the `kd` student with its sd band (C8)")
+
+
+FOREST = "claims"  # the stem of a track's forest plot of its claims
+FOREST_CAPTION = (
+    "one row per part of each claim (the claim, condition and comparison, its rule in brackets): "
+    "the mark is the estimated effect, positive where it favours the claim, and the line its "
+    "Student-t interval at the claim's level (an arrowhead at the axis edge: unbounded, one "
+    "replicate); shaded, the equivalence margin ±δ of the `≥` and `≈` rules; colour and mark give "
+    f"the part's verdict ({', '.join(f'{verdict}: {mark.words}' for verdict, mark in VERDICT_MARKS.items())}); "
+    "at the right, each claim's verdict and level; one panel, with its own axis, per unit; the "
+    "claims not run are listed below the plot")
+
+
+def forest_caption(track: str, claims: dict[str, Any]) -> str:
+    """The caption of a track's forest plot: what it shows, with the claims file's level and margin."""
+    alpha = f"{1 - claims['confidence']:g}"
+    level = (f"1 − α/m for a claim of m parts, α = {alpha} (Bonferroni)" if claims["correction"] == "bonferroni"
+             else f"{claims['confidence']:g} (no correction)")
+    lead = f" ({claims['scope']}; those beside them are in the tables below)" if claims.get("beside") else ""
+    return (f"{TRACK_TITLES[track]}, the claims at a glance{lead}: {FOREST_CAPTION}. Level: {level}; "
+            f"margin δ = {claims['margin']:g}{SCORES[claims.get('metric', 'acc')].unit}")
 
 
 def topk_caption(score: Score) -> str:
@@ -252,9 +274,14 @@ class Report:
         self.tables.append(table)
         return TableBlock(table, self.tables_folder)
 
-    def claims(self, claims_by_track: dict[str, dict[str, Any]]) -> list[Block]:
+    def claims(self, claims_by_track: dict[str, dict[str, Any]],
+               forests: dict[str, tuple[str, str]]) -> list[Block]:
+        """The claims section: each track's forest plot (`forests`: per track, its PNG and LaTeX
+        graphic links), the procedure, then each track's claims."""
         first = next(iter(claims_by_track.values()))
-        blocks: list[Block] = [Heading(2, "Claims"), Paragraph(
+        blocks: list[Block] = [Heading(2, "Claims"), *(
+            Figure(*forests[track], forest_caption(track, claims), alt=f"claims at a glance, {track}")
+            for track, claims in claims_by_track.items() if track in forests), Paragraph(
             "Comparisons are of test accuracy (best-on-validation checkpoint), or of test "
             f"perplexity where a track says so. {first['procedure']} Each claim lists its parts "
             "with their intervals (rules in `partialkd.claims`). C10 and C11 use the students' "
@@ -361,7 +388,7 @@ class Report:
         return [Heading(2, "This run"), Paragraph(
             "This run's parameters differ from `params.yaml` where a profile or `--config` overrides "
             "them (`make demo`: the quick profile, a smaller study on fewer worlds, teacher seeds and "
-            "grid points); its verdicts are about this run:"),
+            "grid points); the verdicts above are about this run:"),
             self.table(Table("parameters/this_run", "the parameters of this run that differ from "
                              "`params.yaml` (— where one of them has no such key)",
                              pd.DataFrame(rows, columns=["parameter", "this run", "params.yaml"]),
@@ -440,16 +467,21 @@ def build_report(params: dict[str, Any], results: dict[str, tuple[pd.DataFrame, 
                  sizing: Path | None = None, defaults: dict[str, Any] | None = None
                  ) -> tuple[list[Block], list[Table]]:
     """The report's blocks and tables. `results`: per track, (summary, claims); `figures`: per
-    track, (PNG link, LaTeX graphic link) pairs; `tables`: the tables folder's link; `sizing`:
-    the synthetic study's sizing record, quoted in the forking-paths section; `defaults`: the
-    repository's params.yaml, against which the run's parameters are compared."""
+    track, (PNG link, LaTeX graphic link) pairs, its forest plot (`FOREST`, which opens the
+    claims) among them; `tables`: the tables folder's link; `sizing`: the synthetic study's
+    sizing record, quoted in the forking-paths section; `defaults`: the repository's
+    params.yaml, against which the run's parameters are compared."""
     report = Report(params, tables)
+    forests = {track: links for track, pairs in figures.items() for links in pairs
+               if Path(links[0]).stem == FOREST}
+    figures = {track: [links for links in pairs if Path(links[0]).stem != FOREST]
+               for track, pairs in figures.items()}
     blocks: list[Block] = [Paragraph(
         "Generated by the workflow from the results under `results/`; do not edit by hand (re-run "
         "`snakemake`). Paper: Tang et al., arXiv 2002.03532. Claims and formulas: `NOTES.md` "
         "§2–§6. Every table is also under `paper/tables/` as Markdown and LaTeX."),
-        *(report.this_run(defaults) if defaults is not None else []),
-        *report.claims({track: claims for track, (_, claims) in results.items()})]
+        *report.claims({track: claims for track, (_, claims) in results.items()}, forests),
+        *(report.this_run(defaults) if defaults is not None else [])]
     for track, (summary, claims) in results.items():
         blocks += (report.synthetic(summary, figures.get(track, ())) if track == "synthetic"
                    else report.image_track(track, summary, figures.get(track, ()),

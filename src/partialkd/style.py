@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -15,6 +16,20 @@ METHOD_ORDER = ("ce", "ls", "kd", "kd_pt", "kd_sim", "kd_pt_sim", "kd_topk")
 METHOD_COLORS = dict(zip(METHOD_ORDER, sns.color_palette("colorblind", len(METHOD_ORDER))))
 METHOD_MARKERS = dict(zip(METHOD_ORDER, ("o", "s", "D", "^", "v", "P", "X")))
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
+
+
+class Mark(NamedTuple):
+    """How a verdict is drawn: colour, marker and both in words (for captions)."""
+    color: str
+    marker: str
+    words: str
+
+
+_PALETTE = sns.color_palette("colorblind").as_hex()
+# The claims' verdicts (partialkd.claims), told apart by colour and by marker.
+VERDICT_MARKS = {"holds": Mark(_PALETTE[0], "o", "blue dot"), "fails": Mark(_PALETTE[3], "X", "vermillion cross"),
+                 "inconclusive": Mark(_PALETTE[7], "D", "grey diamond")}
+MARGIN_COLOR = _PALETTE[8]  # the equivalence margin's band, drawn pale
 
 
 def apply_style() -> None:

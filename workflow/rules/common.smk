@@ -224,12 +224,13 @@ def track_figures(track):
 
 def report_inputs(wildcards):
     """params.yaml (the report compares the run's parameters with it), each listed track's summary
-    and claims (key: the track), and its figures as PNG (key:
+    and claims (key: the track), and its figures as PNG, the claims' forest plot first (key:
     `<track>_figures`; the PDF beside each comes from the same job)."""
     inputs = {"code": CODE["report"], "defaults": "params.yaml",
               "sizing": ["docs/synthetic-sizing.md"] if "synthetic" in TRACKS else []}
     for track in TRACKS:
-        own = expand(rules.track_figure.output.png, track=track, figure=track_figures(track))
+        own = [*expand(rules.claims_figure.output.png, track=track),
+               *expand(rules.track_figure.output.png, track=track, figure=track_figures(track))]
         inputs[track] = [f"results/{track}/summary.csv", f"results/{track}/claims.json"]
         inputs[f"{track}_figures"] = [*own, *analysis_figures(track)]
     return inputs

@@ -81,6 +81,21 @@ rule track_figure:
         " 2> {log}"
 
 
+rule claims_figure:  # the forest plot of a track's lead claims: it opens the report's claims
+    input:
+        claims="results/{track}/claims.json",
+        code=CODE["figures"],
+    output:
+        png=report("paper/figures/{track}/claims.png", caption="../report/claims_figure.rst",
+                   category="Claims", subcategory="{track}"),
+        pdf="paper/figures/{track}/claims.pdf",
+    log:
+        "logs/figures/{track}_claims.log",
+    shell:
+        "python -m partialkd.figures claims --claims {input.claims}"
+        " --out-stem paper/figures/{wildcards.track}/claims 2> {log}"
+
+
 rule report:
     input:
         unpack(report_inputs),
