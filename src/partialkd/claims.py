@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from partialkd.aggregate import ACCURACY, NO_TEACHER, REPLICATES, SCORES, Score, selected_students
+from partialkd.aggregate import ACCURACY, NO_TEACHER, REPLICATES, SCORES, Score, seed_columns, selected_students
 from partialkd.io import save_json
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
@@ -106,7 +106,7 @@ REPLICATE, SEED = "replicate", "seed"  # the index levels of per-seed values
 
 def replicate_column(rows: pd.DataFrame) -> str | None:
     """The replicate column the rows fill (None: a track with one world and one teacher each)."""
-    return next((column for column in REPLICATES if column in rows and rows[column].notna().any()), None)
+    return next(iter(seed_columns(rows)[:-1]), None)  # the filled replicate columns, then "seed"
 
 
 def with_replicate(rows: pd.DataFrame) -> pd.DataFrame:

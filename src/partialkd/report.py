@@ -107,13 +107,18 @@ def gain_caption(error_bars: str, students: str) -> str:
             f"{ERROR_BAR_CAPTIONS[error_bars]} over {students}")
 
 
+def replicate_count(track: str, params: dict[str, Any]) -> int:
+    """How many replicates a track's parameters give: synthetic worlds or teacher seeds (1: one)."""
+    section = params.get(track, {})
+    return len(section.get("data", {}).get("world_seeds") or section.get("teacher_seeds") or [0])
+
+
 def students_text(track: str, params: dict[str, Any]) -> str:
     """How many students of a method a condition has: '10 seeds', or '6 students (3 worlds × 2
     seeds)' on a track with replicates."""
     section = params[track]
     seeds = len(section["student" if track == "synthetic" else "students"]["seeds"])
-    replicates, unit = ((len(section["data"]["world_seeds"]), "worlds") if track == "synthetic"
-                        else (len(section.get("teacher_seeds", [])), "teacher seeds"))
+    replicates, unit = replicate_count(track, params), "worlds" if track == "synthetic" else "teacher seeds"
     if replicates < 2:
         return f"{seeds} seeds"
     return f"{replicates * seeds} students ({replicates} {unit} × {seeds} seeds)"
@@ -158,9 +163,7 @@ REPLICATE_FOLDER = re.compile(r"(?P<unit>world|teacher_seed)(?P<value>[0-9]+)")
 def replicate_label(folder: str, track: str, params: dict[str, Any]) -> str:
     """', world 0 (the claims pool every world)' for a figure under the folder of one of the
     track's several replicates ('' for a track with one)."""
-    section = params.get(track, {})
-    count = len(section.get("data", {}).get("world_seeds", section.get("teacher_seeds", [])))
-    if count < 2 or not (match := REPLICATE_FOLDER.fullmatch(folder)):
+    if replicate_count(track, params) < 2 or not (match := REPLICATE_FOLDER.fullmatch(folder)):
         return ""
     unit = match["unit"].replace("_", " ")
     return f", {unit} {match['value']} (the claims pool every {unit})"
