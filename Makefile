@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Rules call `python -m partialkd...`: the environment must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test install full record restore clean-results status
+.PHONY: demo test install full record restore clean-results status report report-screenshot
 
 install: $(STAMP)
 
@@ -32,6 +32,18 @@ full: $(STAMP)
 PROFILE ?= workflow/profiles/quick
 status: $(STAMP)
 	$(BIN)/python -m partialkd.status --profile $(PROFILE)
+
+# After a run (`make report PROFILE=...` as for status): the HTML report, one self-contained file
+# that opens on the claims' verdicts and forest plots; `make report-screenshot` draws its first
+# screen with headless Chromium.
+REPORT := report.html
+report: $(STAMP)
+	$(BIN)/snakemake --profile $(PROFILE) --report $(REPORT) --report-stylesheet workflow/report/report.css \
+		|| { echo "No report: it needs a finished run of this profile, up to date (see the error above)." >&2; exit 1; }
+	@echo "The report: $(abspath $(REPORT)) (open it in any browser, e.g. xdg-open $(REPORT))"
+
+report-screenshot:
+	bash workflow/scripts/screenshot_report.sh $(REPORT) $(REPORT:.html=.png)
 
 # After a plain `snakemake` run: record every result in DVC without recomputing anything. A
 # track with no diagnoses or no trained teacher has an empty folder for DVC (as `dvc repro` makes).

@@ -260,6 +260,17 @@ def test_the_report_is_one_document_written_as_markdown_and_latex(tmp_path: Path
     assert markdown.index("## Claims") < markdown.index("## Synthetic study") < markdown.index("## Provenance")
 
 
+def test_the_overview_embeds_the_forest_plot_of_the_figures_given(tmp_path: Path) -> None:
+    overview = tmp_path / "paper/generated/overview.html"
+    args = synthetic_results(tmp_path)
+    (tmp_path / "paper/figures/synthetic/claims.png").write_bytes(b"forest")  # the other figures: b"figure"
+    run_report(tmp_path, *args, "--overview", str(overview))
+    text = overview.read_text()
+    assert re.findall(r'<img src="data:image/png;base64,(\w+)"', text) == ["Zm9yZXN0"]  # b"forest"
+    assert re.findall(r"<tr><th>(C\d+)</th><td[^>]*>[^<]*</td><td[^>]*>([^<]*)</td></tr>", text) == [
+        ("C1", "holds"), ("C9", "not run")]
+
+
 def to_markdown_of(paper: Path, name: str) -> str:
     return (paper / f"tables/synthetic/{name}.md").read_text().rstrip()
 

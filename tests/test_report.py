@@ -1,12 +1,17 @@
 """Tables and report pieces computed from a hand-made summary table."""
 from __future__ import annotations
 
+import base64
+from html.parser import HTMLParser
+from pathlib import Path
+
 import pandas as pd
 
 from partialkd.aggregate import SCORES
 from partialkd.document import Figure, Heading, Paragraph, TableBlock
-from partialkd.report import (FOREST_CAPTION, Report, edge_selections, parameter_differences, replicate_label,
-                              students_text)
+from partialkd.report import (FOREST_CAPTION, Report, edge_selections, overview_html, parameter_differences,
+                              replicate_label, students_text)
+from partialkd.style import VERDICT_MARKS
 from partialkd.tables import (accuracy_table, pair_sim_degeneracy_table, pair_table, selected_variants,
                               sim_degeneracy_table, to_markdown)
 
@@ -277,3 +282,56 @@ def test_the_run_s_parameters_that_differ_from_params_yaml_are_listed() -> None:
     assert table_stems(blocks) == ["parameters/this_run"]
     same = Report(defaults, "tables").this_run(defaults)
     assert [block.text for block in same if isinstance(block, Paragraph)] == ["This run uses `params.yaml` as it is."]
+
+
+class Page(HTMLParser):
+    """An HTML fragment's table rows (the text of each cell) and images (their attributes)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.images: list[dict[str, str | None]] = []
+        self.in_cell = False
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("th", "td"):
+            self.rows[-1].append("")
+            self.in_cell = True
+        elif tag == "img":
+            self.images.append(dict(attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.in_cell = self.in_cell and tag not in ("th", "td")
+
+    def handle_data(self, data: str) -> None:
+        if self.in_cell:
+            self.rows[-1][-1] += data
+
+
+def test_the_overview_gives_each_claim_s_verdict_per_track_and_embeds_the_forest_plots(tmp_path: Path) -> None:
+    synthetic = {"scope": "the `mlp32` students", "claims": [
+        {"id": "C1", "statement": "`kd` > `ls`", "verdict": "holds"},
+        {"id": "C5", "statement": "kd_pt ≈ kd", "verdict": "fails", "caveats": ["kd_sim α = 0.5"]},
+        {"id": "C9", "statement": "LS teachers distil worse", "verdict": "not run"}]}
+    ptb = {"scope": "small→tiny", "claims": [{"id": "C1", "statement": "kd > ls (ppl)", "verdict": "inconclusive"},
+                                             {"id": "C12", "statement": "larger: p_t nearer 1", "verdict": "holds"}]}
+    forest = tmp_path / "claims.png"
+    forest.write_bytes(b"\x89PNG planted")
+    text = overview_html({"synthetic": synthetic, "ptb": ptb}, {"synthetic": forest})
+    page = Page(text)
+    assert page.rows == [["claim", "statement", "synthetic", "ptb"],
+                         ["C1", "kd > ls", "holds", "inconclusive"],
+                         ["C5", "kd_pt ≈ kd", "fails (caveat)", "—"],
+                         ["C9", "LS teachers distil worse", "not run", "—"],
+                         ["C12", "larger: p_t nearer 1", "—", "holds"]]
+    assert '<td class="statement" title="`kd` &gt; `ls`"><code>kd</code> &gt; <code>ls</code></td>' in text
+    assert f'<td style="color: {VERDICT_MARKS["fails"].color}; font-weight: bold">fails' in text
+    assert "<td>not run</td>" in text
+    # the one forest plot there is, inside the page, with its track's scope
+    assert page.images == [{"src": f"data:image/png;base64,{base64.b64encode(forest.read_bytes()).decode()}",
+                            "alt": "claims at a glance, synthetic"}]
+    assert "Synthetic study (NOTES §3), the claims at a glance: the <code>mlp32</code> students" in text
+    assert "small→tiny" not in text  # ptb has no forest plot: its verdicts alone

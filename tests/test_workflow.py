@@ -127,6 +127,9 @@ def test_snakemake_report_gives_html_with_captions(finished_workflow: Path, tmp_
     assert "the number of the teacher's classes kept" in text  # the top-k figure's caption
     assert "equivalence margin" in text  # the claims' caption
     assert "The claims at a glance" in text  # the forest plot's
+    # the front page (workflow.rst) inlines the report rule's overview: verdicts, then forest plots
+    assert "The paper's claims checked on this run's results" in text
+    assert text.count("claims at a glance, synthetic") == 1
 
 
 def planned_rules(dry_run: subprocess.CompletedProcess[str]) -> set[str]:

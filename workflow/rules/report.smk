@@ -1,7 +1,8 @@
 # Claims, figures, tables and the generated report, all computed from the tracks' summary
 # tables; the report covers the tracks listed in `tracks`. paper/main.pdf is built from the
 # committed paper/main.tex when a LaTeX engine is on PATH. Outputs flagged with report() make up
-# `snakemake --report report.html`, captioned from workflow/report/.
+# `snakemake --report report.html` (`make report`), captioned from workflow/report/; its front
+# page inlines the report rule's overview of the verdicts and forest plots.
 from snakemake.logging import logger
 
 from partialkd.latex import ENGINES, INSTALL_HINT, find_engine
@@ -103,6 +104,7 @@ rule report:
         markdown=report("paper/REPORT.md", caption="../report/report.rst", category="Paper"),
         latex="paper/generated/body.tex",
         tables=directory("paper/tables"),
+        overview="paper/generated/overview.html",  # the front page of report.html (workflow.rst)
     params:
         parameters=json.dumps(config),
         tracks=lambda w, input: " ".join(f"--track {track} {' '.join(input[track])}"
@@ -115,7 +117,8 @@ rule report:
     shell:  # --defaults: the report lists where this run's parameters differ from params.yaml
         "python -m partialkd.report {params.tracks} {params.figures} {params.sizing} --params {params.parameters:q}"
         " --defaults {input.defaults}"
-        " --out {output.markdown} --latex {output.latex} --tables {output.tables} 2> {log}"
+        " --out {output.markdown} --latex {output.latex} --tables {output.tables}"
+        " --overview {output.overview} 2> {log}"
 
 
 LATEX_ENGINE = find_engine()
