@@ -537,6 +537,28 @@ def test_best_and_peak_epochs_survive_a_resume_and_ties_keep_the_first(tmp_path,
     assert variant["best"]["valid"]["acc"] == pytest.approx(scored["acc"].item(), abs=1e-6)
 
 
+
+@pytest.mark.parametrize(("scripted", "passes"), [([0.5, 0.4, 0.9, 0.8], 4), ([0.9, 0.8, 0.5, 0.4], 6)],
+                         ids=["best-is-last", "best-is-earlier"])
+def test_the_final_evaluation_reuses_the_last_epoch_s_passes(tmp_path, image_data, monkeypatch, scripted,
+                                                              passes):
+    """Each of 2 epochs scores valid and test once; the final evaluation of the last weights reuses
+    those passes, and the best epoch's weights are scored anew only when they are another epoch's."""
+    accuracies = iter(scripted)  # per epoch: validation, then test
+    monkeypatch.setattr(image_training, "accuracy", lambda logits, truth: torch.tensor([next(accuracies)]))
+    scored = []
+    real_predict = image_training.predict
+    monkeypatch.setattr(image_training, "predict", lambda *args: scored.append(1) or real_predict(*args))
+    metrics = run(image_data, {"ce": {}}, image_config(epochs=2), tmp_path / "run")
+    assert len(scored) == passes
+    (variant,) = metrics["variants"]
+    model = build_image_model(ARCH, K)
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "model.pt")["final_state"])
+    valid = load_dataset(image_data)["valid"]
+    rescored = classification_metrics(_eval_logits(model, valid), F.one_hot(valid.labels, K).float())
+    assert variant["last"]["valid"]["acc"] == pytest.approx(rescored["acc"].item(), abs=1e-6)
+    assert variant["last"]["valid"]["nll"] == pytest.approx(rescored["nll"].item(), rel=1e-5)
+
 def test_resume_checkpoint_of_another_configuration_is_refused(tmp_path, image_data, teacher_file):
     config = image_config(epochs=2)
     out = tmp_path / "run"

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from conftest import (assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json,
                       saved_dataset)
 
+import partialkd.lm_training as lm_training
 import partialkd.train_lm as train_lm
 from partialkd.aggregate import summarise
 from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
@@ -158,6 +159,24 @@ def test_schedule_divides_the_lr_each_epoch_after_decay_after(lm_data):
     assert loop.unit == "tokens" and loop.score == "valid_neg_nll"
     assert loop.examples_per_epoch == (len(load_dataset(lm_data)["train"]) // 8) * 8
 
+
+
+def test_the_final_evaluation_reuses_the_last_epoch_s_validation_pass(lm_data, tmp_path, monkeypatch):
+    """One epoch scores the validation stream once; the final evaluation of those weights reuses it
+    and scores the test stream: two passes, with the numbers of a fresh scoring."""
+    scored = []
+    real_metrics = lm_training.split_metrics
+    monkeypatch.setattr(lm_training, "split_metrics",
+                        lambda model, split, *args: scored.append(len(split)) or real_metrics(model, split, *args))
+    metrics = run(lm_data, {"ce": {}}, lm_config(epochs=1), tmp_path / "run")
+    splits = load_dataset(lm_data).splits
+    assert scored == [len(splits["valid"]), len(splits["test"])]
+    (variant,) = metrics["variants"]
+    model = build_lm("tiny", WORDS + 1)
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "model.pt")["final_state"])
+    config = lm_config()
+    fresh = real_metrics(model, splits["valid"], config.eval_batch_size, config.bptt, CPU)
+    assert variant["last"]["valid"]["nll"] == pytest.approx(fresh["nll"].item(), rel=1e-6)
 
 def test_train_tokens_trains_on_a_prefix_of_the_stream(lm_data):
     splits = load_dataset(lm_data).splits

@@ -545,3 +545,31 @@ def test_classification_metrics_of_a_stack_and_a_certain_prediction():
     assert single["acc"].shape == ()
     assert single["acc"].item() == result["acc"][0].item()
     assert ECE_BINS == 15
+
+
+def test_weights_memo_recomputes_after_every_change_of_a_weight_or_buffer():
+    """A value is reused while no parameter or buffer changed, and recomputed after an optimiser
+    step, a batch-norm forward in training mode and load_state_dict."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    memo = training_module.WeightsMemo(model)
+    computed = []
+
+    def score() -> int:
+        computed.append(1)
+        return len(computed)
+
+    x = torch.randn(8, 3)
+    saved = {name: value.clone() for name, value in model.state_dict().items()}
+    assert memo.get("valid", score) == 1 and memo.get("valid", score) == 1
+    assert memo.get("test", score) == 2  # per key
+    model.eval()(x)  # eval mode: nothing changes
+    assert memo.get("valid", score) == 1
+    model.train()(x)  # batch norm's running statistics
+    assert memo.get("valid", score) == 3
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(x).sum().backward()
+    optimizer.step()
+    assert memo.get("valid", score) == 4
+    model.load_state_dict(saved)
+    assert memo.get("valid", score) == 5 and memo.get("test", score) == 6
+

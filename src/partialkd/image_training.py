@@ -23,7 +23,7 @@ from partialkd.datasets import Split
 from partialkd.grid import Variant
 from partialkd.losses import distillation_loss
 from partialkd.metrics import accuracy, classification_metrics
-from partialkd.training import EVAL_SPLITS, Loop
+from partialkd.training import EVAL_SPLITS, Loop, WeightsMemo
 
 PAD = 4  # pixels of zero padding before the random 32x32 crop
 PRECISIONS = ("auto", "fp32")  # auto: bf16 autocast on a GPU, fp32 on a CPU
@@ -170,8 +170,10 @@ def sgd_loop(model: nn.Module, data: dict[str, DeviceImages], objective: ImageOb
         schedule.step()
         return mean_loss
 
+    memo = WeightsMemo(model)
+
     def logits(split: str) -> Tensor:
-        return predict(model, data[split], config.eval_batch_size, placement)
+        return memo.get(split, lambda: predict(model, data[split], config.eval_batch_size, placement))
 
     def split_accuracy(split: str) -> Tensor:
         return accuracy(logits(split)[None], F.one_hot(data[split].labels, objective.num_classes))

@@ -29,7 +29,7 @@ from partialkd.image_training import PRECISIONS, ImageObjective, Placement
 from partialkd.lm_models import LSTMLanguageModel, State, build_lm, detach
 from partialkd.metrics import expected_calibration_error
 from partialkd.teachers import teacher_checkpoint
-from partialkd.training import EVAL_SPLITS, Loop
+from partialkd.training import EVAL_SPLITS, Loop, WeightsMemo
 
 log = logging.getLogger(__name__)
 SCORE = "valid_neg_nll"  # the per-epoch selection score (maximised): −NLL, i.e. lowest perplexity
@@ -118,8 +118,11 @@ def lm_loop(model: nn.Module, splits: dict[str, Split], objective: ImageObjectiv
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda index: config.lr_decay ** -max(0, index + 1 - config.decay_after))
 
+    memo = WeightsMemo(model)
+
     def score(split: str) -> dict[str, Tensor]:
-        return split_metrics(model, splits[split], config.eval_batch_size, config.bptt, placement)
+        return memo.get(split, lambda: split_metrics(model, splits[split], config.eval_batch_size,
+                                                     config.bptt, placement))
 
     def train_epoch() -> Tensor:
         mean_loss = _train_epoch(model, tokens, labels, objective, optimizer, config, generator,

@@ -12,13 +12,14 @@ with the same arguments ends exactly as an uninterrupted one.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +33,7 @@ from partialkd.models import StackedMLP
 log = logging.getLogger(__name__)
 EVAL_SPLITS = ("valid", "test")
 TEST_KEY = "test_acc"  # the history's per-epoch test accuracies, where the loop records them
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,27 @@ class Loop:
     evaluate: Callable[[], dict[str, dict[str, Tensor]]]  # per split in EVAL_SPLITS, metrics [S]
     score: str = "valid_acc"  # what valid_accuracy returns (maximised): history key, progress line
     test_accuracy: Callable[[], Tensor] | None = None  # per variant [S], after every epoch: TEST_KEY
+
+
+class WeightsMemo:
+    """What was computed from a model's current weights, per key (a split), kept until a parameter
+    or buffer changes: every in-place change (an optimiser step, a batch-norm update,
+    load_state_dict) moves that tensor's version counter. So the final evaluation reuses the last
+    epoch's validation (and test) pass instead of running it again, with the same numbers."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.version: tuple[int, ...] = ()
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, compute: Callable[[], T]) -> T:
+        version = tuple(tensor._version for tensor in itertools.chain(self.model.parameters(),
+                                                                       self.model.buffers()))
+        if version != self.version:
+            self.version, self.values = version, {}
+        if key not in self.values:
+            self.values[key] = compute()
+        return self.values[key]
 
 
 def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: dict[str, Any],
