@@ -57,7 +57,7 @@ def num_parameters(module: nn.Module) -> int:
 def test_architectures_registry() -> None:
     assert set(ARCHITECTURES) == {
         "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-        "resnet8x4", "resnet32x4", "wrn_16_2", "wrn_40_2", "cnn_16_32", "cnn_32_64", "cnn_64_128",
+        "resnet8x4", "resnet32x4", "wrn_16_2", "wrn_40_2", "cnn_16_32", "cnn_24_48", "cnn_32_64", "cnn_64_128",
         "resnet18", "resnet34"}
 
 

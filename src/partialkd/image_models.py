@@ -166,7 +166,7 @@ _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     "resnet32x4": partial(CifarResNet, 32, RESNET_X4_WIDTHS),
     "wrn_16_2": partial(WideResNet, 16, 2),
     "wrn_40_2": partial(WideResNet, 40, 2),
-    **{f"cnn_{c1}_{c2}": partial(SmallCNN, c1, c2) for c1, c2 in ((16, 32), (32, 64), (64, 128))},
+    **{f"cnn_{c1}_{c2}": partial(SmallCNN, c1, c2) for c1, c2 in ((16, 32), (24, 48), (32, 64), (64, 128))},
     **{name: _torchvision(name) for name in ("resnet18", "resnet34")},
 }
 ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
