@@ -12,8 +12,8 @@ from torch import Tensor
 from torch.testing import assert_close
 
 from partialkd import targets
+from partialkd.methods import SIMILARITY_TARGETS
 from partialkd.targets import (
-    SIMILARITY_TARGETS,
     TARGETS,
     build_target,
     class_similarity,

@@ -39,7 +39,8 @@ from partialkd.models import StackedMLP
 from partialkd.prepare import synthetic_dataset
 from partialkd.seeds import derived_seed
 from partialkd.tables import sim_degeneracy_table
-from partialkd.targets import SIMILARITY_TARGETS, similarity_entropy
+from partialkd.methods import SIMILARITY_TARGETS
+from partialkd.targets import similarity_entropy
 from partialkd.teachers import build_model
 from partialkd.models import INIT_SEED
 from partialkd.train import run

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from partialkd.io import load_torch, save_torch
+from partialkd.torch_files import load_torch, save_torch
 
 SPLITS = ("train", "valid", "test")
 

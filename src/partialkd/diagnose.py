@@ -56,7 +56,8 @@ from partialkd.cli import positive_int
 from partialkd.datasets import Dataset, Split, load_dataset
 from partialkd.geometry import similarity_heatmaps, teacher_probability_correlation
 from partialkd.image_models import build_image_model
-from partialkd.io import load_torch, save_json
+from partialkd.io import save_json
+from partialkd.torch_files import load_torch
 from partialkd.lm_models import build_lm
 from partialkd.metrics import accuracy
 from partialkd.style import COLUMN_WIDTH_IN, apply_style, save_figure

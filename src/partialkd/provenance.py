@@ -1,4 +1,5 @@
-"""Where a result came from: code version, library versions, device, time."""
+"""Where a result came from: code version, library versions, time (torch-free: the reporting steps
+start without loading torch; a training run adds its device, `train.run_provenance`)."""
 from __future__ import annotations
 
 import datetime
@@ -7,7 +8,6 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-import torch
 
 PACKAGES = ("partialkd", "torch", "numpy", "pandas", "snakemake")
 
@@ -15,8 +15,6 @@ PACKAGES = ("partialkd", "torch", "numpy", "pandas", "snakemake")
 def provenance() -> dict[str, Any]:
     return {"git_commit": _git_commit(), "python": platform.python_version(),
             "versions": {name: _version(name) for name in PACKAGES},
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})",
-            "torch_threads": torch.get_num_threads(),
             "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -19,7 +19,7 @@ from partialkd.io import atomic_write
 from partialkd.latex import inline
 from partialkd.reference import PEERS_TRAIN_IMAGES, published
 from partialkd.style import ordered_methods
-from partialkd.targets import SIMILARITY_TARGETS
+from partialkd.methods import SIMILARITY_TARGETS
 
 
 @dataclass(frozen=True)

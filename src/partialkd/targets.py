@@ -120,9 +120,6 @@ def class_similarity(class_weights: Tensor, alpha: float, rows: Tensor | None = 
     return torch.softmax(unit[classes] @ unit.T / alpha, dim=1)[inverse]
 
 
-# The targets built from rows of S, and whether they drop the true class from the row (NOTES §2).
-SIMILARITY_TARGETS = {"kd_sim": False, "kd_pt_sim": True}
-
 
 def similarity_entropy(
     class_weights: Tensor, alpha: float, *, exclude_true: bool, chunk: int = 512

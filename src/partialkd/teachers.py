@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from partialkd.image_models import build_image_model
-from partialkd.io import load_torch
+from partialkd.torch_files import load_torch
 from partialkd.models import StackedMLP
 
 ORACLE = "oracle"

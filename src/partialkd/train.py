@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import logging
+import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -24,11 +25,13 @@ from torch import Tensor
 
 from partialkd.datasets import Dataset, Split, as_features, load_dataset
 from partialkd.grid import Variant, expand_grid
-from partialkd.io import save_json, save_torch
+from partialkd.io import save_json
 from partialkd.models import seeded_stack
 from partialkd.seeds import derived_seed
 from partialkd.provenance import provenance
-from partialkd.targets import SIMILARITY_TARGETS, distils, similarity_entropy
+from partialkd.methods import SIMILARITY_TARGETS
+from partialkd.targets import distils, similarity_entropy
+from partialkd.torch_files import save_torch
 from partialkd.trained import Network, teacher_network
 from partialkd.training import FitResult, Objective, TrainConfig, fit, peak_test
 
@@ -122,7 +125,13 @@ def _metrics(variants: list[Variant], result: FitResult, fingerprint: dict[str, 
             row["peak"] = peak
     return {"variants": rows, "selected": _select_per_method(rows),
             "config": fingerprint, "dataset": dataset.meta,
-            "provenance": {**provenance(), "seconds_per_epoch": result.seconds_per_epoch}}
+            "provenance": {**run_provenance(), "seconds_per_epoch": result.seconds_per_epoch}}
+
+
+def run_provenance() -> dict[str, Any]:
+    """`provenance.provenance()` and the device the run trained on."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()})"
+    return {**provenance(), "device": device, "torch_threads": torch.get_num_threads()}
 
 
 def sim_entropy(variant: Variant, class_weights: Tensor | None) -> float | None:

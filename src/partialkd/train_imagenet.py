@@ -29,7 +29,7 @@ from partialkd.grid import Variant, expand_grid
 from partialkd.image_models import build_image_model, classifier
 from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement
 from partialkd.imagenet import FolderImages, InputSize, few
-from partialkd.io import load_torch
+from partialkd.torch_files import load_torch
 from partialkd.loader_training import loader_loop
 from partialkd.models import seeded_model
 from partialkd.seeds import derived_seed

@@ -21,7 +21,7 @@ from partialkd.datasets import Dataset, Split, as_features
 from partialkd.grid import Variant
 from partialkd.image_models import build_image_model, classifier
 from partialkd.image_training import DeviceImages, Placement, predict
-from partialkd.io import load_torch
+from partialkd.torch_files import load_torch
 from partialkd.lm_models import seeded_lm
 from partialkd.lm_training import lm_network
 from partialkd.models import seeded_model, seeded_stack

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from partialkd.datasets import Split
-from partialkd.io import load_torch, save_torch
+from partialkd.torch_files import load_torch, save_torch
 from partialkd.losses import distillation_loss
 from partialkd.metrics import accuracy, classification_metrics
 from partialkd.models import StackedMLP
