@@ -34,30 +34,32 @@ TRACK_SCORE = {"ptb": "ppl"}
 # the dependencies of the matching stage in dvc.yaml; a test keeps the two in step).
 # Loading any trained network (trained.py) needs every model family and the loss.
 NETWORKS = ("trained", "models", "image_models", "image_training", "lm_training", "lm_models", "teachers",
-            "grid", "targets", "losses", "metrics", "training", "datasets", "seeds", "io")
+            "grid", "targets", "losses", "metrics", "training", "datasets", "seeds", "torch_files", "io")
+TRAIN = ("train", "methods", "provenance")  # the run-directory writer
 CODE = {
     step: [f"src/partialkd/{module}.py" for module in dict.fromkeys(modules)]
     for step, modules in {
-        "prepare": ("prepare", "synthetic", "datasets", "seeds", "io"),
-        "prepare_cifar100": ("prepare", "cifar100", "downloads", "synthetic", "datasets", "seeds", "io"),
+        "prepare": ("prepare", "synthetic", "datasets", "seeds", "torch_files", "io"),
+        "prepare_cifar100": ("prepare", "cifar100", "downloads", "synthetic", "datasets", "seeds", "torch_files",
+                             "io"),
         "prepare_fashion_mnist": ("prepare", "fashion_mnist", "cifar100", "downloads", "synthetic",
-                                  "datasets", "seeds", "io"),
-        "prepare_ptb": ("prepare", "ptb", "downloads", "synthetic", "datasets", "seeds", "io"),
-        "prepare_imagenet": ("prepare", "imagenet", "synthetic", "datasets", "seeds", "io"),
-        "train": ("train", "prepare", *NETWORKS),
-        "train_images": ("train_images", "train", "prepare", *NETWORKS),
-        "train_lm": ("train_lm", "cli", "train_images", "train", "prepare", *NETWORKS),
-        "train_imagenet": ("train_imagenet", "cli", "imagenet", "loader_training", "train_images", "train",
+                                  "datasets", "seeds", "torch_files", "io"),
+        "prepare_ptb": ("prepare", "ptb", "downloads", "synthetic", "datasets", "seeds", "torch_files", "io"),
+        "prepare_imagenet": ("prepare", "imagenet", "synthetic", "datasets", "seeds", "torch_files", "io"),
+        "train": (*TRAIN, "prepare", *NETWORKS),
+        "train_images": ("train_images", *TRAIN, "prepare", *NETWORKS),
+        "train_lm": ("train_lm", "cli", "train_images", *TRAIN, "prepare", *NETWORKS),
+        "train_imagenet": ("train_imagenet", "cli", "imagenet", "loader_training", "train_images", *TRAIN,
                            "prepare", *NETWORKS),
         "aggregate": ("aggregate", "io"),
         "claims": ("claims", "aggregate", "io"),
-        "analyse": ("analyse", "cli", "train", "prepare", "rescaling", "geometry", "aggregate", "style",
+        "analyse": ("analyse", "cli", *TRAIN, "prepare", "rescaling", "geometry", "aggregate", "style",
                     *NETWORKS),
-        "diagnose": ("diagnose", "analyse", "cli", "train", "prepare", "rescaling", "geometry", "aggregate",
+        "diagnose": ("diagnose", "analyse", "cli", *TRAIN, "prepare", "rescaling", "geometry", "aggregate",
                      "style", *NETWORKS),
         "figures": ("figures", "aggregate", "style", "io"),
         "report": ("report", "tables", "document", "latex", "figures", "claims", "aggregate",
-                   "reference", "targets", "style", "provenance", "io"),
+                   "reference", "methods", "style", "provenance", "io"),
         "latex": ("latex",),
     }.items()
 }
