@@ -550,9 +550,10 @@ def overview_html(claims_by_track: dict[str, dict[str, Any]], forests: dict[str,
     figures = "".join(forest_html(track, claims, forests[track])
                       for track, claims in claims_by_track.items() if track in forests)
     return (f'<div class="{OVERVIEW_CLASS}"><p>The paper\'s claims checked on this run\'s results: each '
-            "claim's verdict per track, then each track's forest plot. The lead claims (the claims beside "
-            "them, the rule and the evidence: <code>paper/REPORT.md</code> and the <em>Claims</em> "
-            "results); “caveat”: the verdict rests on a near-uniform similarity target.</p>"
+            "claim's verdict per track (its lead teacher and student), then each track's forest plot; "
+            "“caveat”: the verdict rests on a near-uniform similarity target. The claims of the other "
+            "teachers and students, the decision rule and the evidence: <code>paper/REPORT.md</code> "
+            "and the <em>Claims</em> results.</p>"
             f"{verdicts_html(claims_by_track)}{figures}</div>\n")
 
 
