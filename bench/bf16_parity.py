@@ -19,7 +19,7 @@ import torch
 from partialkd.datasets import load_dataset
 from partialkd.image_models import build_image_model
 from partialkd.image_training import DeviceImages, ImageTrainConfig, Placement, predict
-from partialkd.io import load_torch
+from partialkd.torch_files import load_torch
 from partialkd.train_images import run
 
 

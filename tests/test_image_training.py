@@ -225,10 +225,16 @@ def test_placement_follows_the_device_and_precision(monkeypatch, cuda):
         placement = Placement.choose(precision)
         assert placement.device.type == ("cuda" if cuda else "cpu")
         assert placement.bf16 == (cuda and precision == "auto")  # bf16 only on a GPU, only if auto
-        assert placement.memory_format == (torch.channels_last if cuda else torch.contiguous_format)
-    assert CPU.memory_format == torch.contiguous_format
     with CPU.autocast():
         assert not torch.is_autocast_enabled()
+
+
+def test_convolutions_and_images_use_channels_last_on_the_cpu_too():
+    weight = CPU.prepare(torch.nn.Conv2d(2, 3, 3)).weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    images, _ = next(DeviceImages(_split(4), MEAN, STD, CPU).in_order(4))
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    assert not images.is_contiguous()  # the default layout, which is slower on a CPU
 
 
 def test_augmented_epoch_is_fixed_by_the_generator_state():

@@ -23,7 +23,7 @@ per class for checkpoint selection; "test" is the official validation set, never
 
 Pipeline: workers decode and augment (random resized crop and flip for training; resize and
 centre crop otherwise) into uint8 tensors, which are pinned and copied without blocking, then
-normalised on the device (channels_last there on a GPU; the forward passes use bf16 autocast
+normalised on the device (channels_last; on a GPU the forward passes use bf16 autocast
 through `image_training.Placement`). Reproducibility: each epoch's order and one seed per image
 are drawn from the run's generator, and an image's crop and flip come from its own seed, so an
 epoch's batches are bit-identical whatever the number of workers, and a resumed run reproduces
@@ -49,7 +49,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 from torchvision.transforms import v2
 
 from partialkd.datasets import Dataset, Split
-from partialkd.image_training import Placement
+from partialkd.image_training import MEMORY_FORMAT, Placement
 from partialkd.seeds import derived_seed
 
 PARAM = "imagenet.data.root"
@@ -345,7 +345,7 @@ class FolderImages:
         return self._on_device(iter(self.loader))  # workers start on this plan right away
 
     def _on_device(self, batches: Iterator[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
-        device, layout = self.placement.device, self.placement.memory_format
+        device = self.placement.device
         for images, labels in batches:
-            images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
+            images = images.to(device, non_blocking=True).contiguous(memory_format=MEMORY_FORMAT)
             yield (images.float() - self.mean) / self.std, labels.to(device, non_blocking=True)
