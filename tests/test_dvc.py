@@ -129,6 +129,7 @@ def test_parameter_changes_rerun_only_what_they_touch(dvc_repo: Path) -> None:
 
 # paper/main.pdf exists only where a LaTeX engine is installed: DVC does not version it.
 UNVERSIONED_RULES = {"paper_pdf"}
+PACKAGE = "src/partialkd/"
 
 
 def test_every_snakemake_output_belongs_to_exactly_one_stage(tmp_path: Path) -> None:
@@ -155,6 +156,7 @@ def test_every_snakemake_output_belongs_to_exactly_one_stage(tmp_path: Path) -> 
             assert command["config"] == [f"tracks=[{name.partition('@')[2]}]"], name
         assert all(any(_under(made, out) for out in stages[name]["outs"]) for made in command["made"]), (
             f"stage {name}: it creates a folder outside its outs")
+    code_inputs = {phase: set() for phase in {name.partition("@")[0] for name in stages}}
     for rule, inputs, outputs in jobs:
         if rule in UNVERSIONED_RULES:
             continue
@@ -162,9 +164,13 @@ def test_every_snakemake_output_belongs_to_exactly_one_stage(tmp_path: Path) -> 
             owners = [name for name, stage in stages.items() if any(_under(output, p) for p in stage["outs"])]
             assert len(owners) == 1, f"{output} (rule {rule}) lies under the outs of {owners}"
             stage = stages[owners[0]]
+            code_inputs[owners[0].partition("@")[0]] |= {path for path in inputs if path.startswith(PACKAGE)}
             for needed in inputs:
                 assert any(_under(needed, p) for p in stage["deps"] + stage["outs"]), (
                     f"stage {owners[0]}: {needed}, an input of rule {rule}, is not a dependency")
+    for name, stage in stages.items():  # a phase's stages share one code list: its jobs' code, no more
+        extra = {path for path in stage["deps"] if path.startswith(PACKAGE)} - code_inputs[name.partition("@")[0]]
+        assert not extra, f"stage {name}: no job of its phase runs {sorted(extra)}; drop them from dvc.yaml"
 
 
 def test_only_the_listed_tracks_have_stages(tmp_path: Path) -> None:

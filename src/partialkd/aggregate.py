@@ -122,7 +122,7 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 def _variant_row(variant: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"method": variant["method"], "variant": variant["label"]}
     row.update({name: variant.get(name) for name in HYPERPARAMETERS})
-    row["sim_entropy"] = variant.get("sim_entropy")  # kd_sim, kd_pt_sim (`train.sim_entropy`)
+    row["sim_entropy"] = variant.get("sim_entropy")  # kd_sim, kd_pt_sim (`run_directory.sim_entropy`)
     row["best_epoch"] = variant["best"]["epoch"]
     peak = variant.get("peak", {})  # `training.peak_test`
     row["peak_epoch"], row["peak_test_acc"] = peak.get("epoch"), peak.get("test", {}).get("acc")

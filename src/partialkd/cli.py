@@ -9,9 +9,16 @@ from collections.abc import Sequence
 import torch
 
 from partialkd.image_training import PRECISIONS, ImageTrainConfig
-from partialkd.train import parse_tag
 
 GRID_HELP = 'JSON with one variant, e.g. \'{"kd": {"lam": [0.9], "tau": [4]}}\''
+
+
+def parse_tag(text: str) -> tuple[str, str]:
+    """An argparse type: a --tag KEY=VALUE as (KEY, VALUE)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--tag expects KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def positive_int(text: str) -> int:

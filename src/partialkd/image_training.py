@@ -22,15 +22,12 @@ from torch import Tensor, nn
 
 from partialkd.datasets import Split
 from partialkd.grid import Variant
+from partialkd.image_models import MEMORY_FORMAT
 from partialkd.losses import distillation_loss
 from partialkd.metrics import accuracy, classification_metrics
 from partialkd.training import EVAL_SPLITS, Loop, WeightsMemo
 
 PAD = 4  # pixels of zero padding before the random 32x32 crop
-# The layout of images and convolution weights, on a GPU and on a CPU alike: on one CPU thread a
-# training step of the Fashion-MNIST teachers and of the CIFAR ResNets is 1.3-1.5x faster than
-# in the default layout (bench/memory_format.py, docs/benchmarks.md).
-MEMORY_FORMAT = torch.channels_last
 PRECISIONS = ("auto", "fp32")  # auto: bf16 autocast on a GPU, fp32 on a CPU
 
 

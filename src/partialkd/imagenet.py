@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,9 +49,13 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 from torchvision.transforms import v2
 
 from partialkd.datasets import Dataset, Split
-from partialkd.image_training import MEMORY_FORMAT, Placement
+from partialkd.image_models import MEMORY_FORMAT
 from partialkd.seeds import derived_seed
 
+if TYPE_CHECKING:  # only named in annotations: the data step does not import the trainer
+    from partialkd.image_training import Placement
+
+FAMILY = "imagenet"  # model.pt's arch["family"]: a torchvision network fed from image files
 PARAM = "imagenet.data.root"
 LAYOUT = ("ROOT/train/<wnid>/<image> and ROOT/val/<wnid>/<image> (ImageNet's validation images "
           "re-foldered into the same class folders)")

@@ -1,5 +1,5 @@
 """Where a result came from: code version, library versions, time (torch-free: the reporting steps
-start without loading torch; a training run adds its device, `train.run_provenance`)."""
+start without loading torch; a training run adds its device, `run_directory.run_provenance`)."""
 from __future__ import annotations
 
 import datetime

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from partialkd.image_models import build_image_model
 from partialkd.torch_files import load_torch
@@ -40,3 +40,17 @@ def build_model(arch: dict) -> StackedMLP:
     """An (uninitialised-by-seed) model of the recorded architecture, to load weights into."""
     return StackedMLP(arch["num_models"], arch["in_dim"], arch["hidden"], arch["num_classes"],
                       torch.Generator().manual_seed(0))
+
+
+def plain_state_dict(source: str | Path) -> dict[str, Tensor]:
+    """The parameter tensors of a state-dict file, unwrapped from {"state_dict": ...} and from
+    DataParallel's "module." prefix."""
+    raw = load_torch(source, "teacher state dict")
+    state = raw.get("state_dict", raw) if isinstance(raw, dict) else raw
+    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"teacher {source} is not a state dict (parameter names to tensors); "
+                         "without --teacher-arch a teacher run's model.pt is expected")
+    prefix = "module."
+    if all(name.startswith(prefix) for name in state):
+        state = {name[len(prefix):]: value for name, value in state.items()}
+    return state

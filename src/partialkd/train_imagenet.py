@@ -28,16 +28,14 @@ from partialkd.datasets import load_dataset
 from partialkd.grid import Variant, expand_grid
 from partialkd.image_models import build_image_model, classifier
 from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement
-from partialkd.imagenet import FolderImages, InputSize, few
-from partialkd.torch_files import load_torch
+from partialkd.imagenet import FAMILY, FolderImages, InputSize, few
 from partialkd.loader_training import loader_loop
 from partialkd.models import seeded_model
 from partialkd.seeds import derived_seed
-from partialkd.teachers import teacher_checkpoint
-from partialkd.train import ORDER_SEED, require_teacher, save_run, sha256
+from partialkd.teachers import plain_state_dict, teacher_checkpoint
+from partialkd.run_directory import ORDER_SEED, require_teacher, save_run, sha256
 from partialkd.training import run_epochs
 
-FAMILY = "imagenet"  # model.pt's arch["family"]: a torchvision network fed from image files
 ARCHS = ("resnet18", "resnet34")
 
 
@@ -105,20 +103,6 @@ def load_teacher(source: str | Path, num_classes: int, arch: str | None = None) 
     model = build_image_model(arch, num_classes)
     _load_weights(model, state, source, arch, num_classes)
     return model.requires_grad_(False).eval()
-
-
-def plain_state_dict(source: str | Path) -> dict[str, Tensor]:
-    """The parameter tensors of a state-dict file, unwrapped from {"state_dict": ...} and from
-    DataParallel's "module." prefix."""
-    raw = load_torch(source, "teacher state dict")
-    state = raw.get("state_dict", raw) if isinstance(raw, dict) else raw
-    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"teacher {source} is not a state dict (parameter names to tensors); "
-                         "without --teacher-arch a teacher run's model.pt is expected")
-    prefix = "module."
-    if all(name.startswith(prefix) for name in state):
-        state = {name[len(prefix):]: value for name, value in state.items()}
-    return state
 
 
 def _load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path, arch: str,

@@ -24,7 +24,7 @@ from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement
 from partialkd.models import seeded_model
 from partialkd.seeds import derived_seed
 from partialkd.teachers import load_image_teacher
-from partialkd.train import ORDER_SEED, require_teacher, save_run, sha256
+from partialkd.run_directory import ORDER_SEED, require_teacher, save_run, sha256
 from partialkd.training import run_epochs
 
 

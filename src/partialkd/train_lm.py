@@ -25,7 +25,7 @@ from partialkd.lm_models import ARCHITECTURES, seeded_lm
 from partialkd.lm_training import LMTrainConfig, lm_loop, load_lm_teacher
 from partialkd.seeds import derived_seed
 from partialkd.targets import TARGETS
-from partialkd.train import ORDER_SEED, require_teacher, save_run, sha256
+from partialkd.run_directory import ORDER_SEED, require_teacher, save_run, sha256
 from partialkd.training import run_epochs
 
 

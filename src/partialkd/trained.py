@@ -25,7 +25,7 @@ from partialkd.torch_files import load_torch
 from partialkd.lm_models import seeded_lm
 from partialkd.lm_training import lm_network
 from partialkd.models import seeded_model, seeded_stack
-from partialkd.teachers import ORACLE, build_model
+from partialkd.teachers import ORACLE, build_model, plain_state_dict
 
 PREDICT_BATCH = 500  # images per forward pass when scoring a whole split
 
@@ -103,7 +103,7 @@ def teacher_network(source: str | Path, dataset: Dataset) -> Network:
 def file_teacher_network(source: str | Path, dataset: Dataset, arch: str, crop: int, resize: int) -> Network:
     """A teacher given as a plain state-dict file of torchvision's `arch` (an ImageNet track's
     pretrained teacher), scored like the students: from the image files at `crop` and `resize`."""
-    from partialkd.train_imagenet import FAMILY, plain_state_dict  # here: torchvision, about a second
+    from partialkd.imagenet import FAMILY  # here: it imports torchvision, about a second
 
     family = {"family": FAMILY, "name": arch, "crop": crop, "resize": resize}
     return Network(None, {}, *_image_network(family, plain_state_dict(source), dataset))

@@ -4,6 +4,7 @@ import os
 import re
 
 from partialkd.aggregate import NO_TEACHER
+from partialkd.code_dependencies import step_files
 from partialkd.config import teacher_recipe, validate_params
 from partialkd import matrix
 
@@ -30,36 +31,27 @@ IMAGE_TRACKS = ("cifar100", "fashion_mnist", "ptb", "imagenet")
 # SCORES), where not accuracy: perplexity on Penn Treebank, as the paper reports it.
 TRACK_SCORE = {"ptb": "ppl"}
 
-# The package modules each step runs: rule inputs, so that editing one re-runs its steps (and
-# the dependencies of the matching stage in dvc.yaml; a test keeps the two in step).
-# Loading any trained network (trained.py) needs every model family and the loss.
-NETWORKS = ("trained", "models", "image_models", "image_training", "lm_training", "lm_models", "teachers",
-            "grid", "targets", "losses", "metrics", "training", "datasets", "seeds", "torch_files", "io")
-TRAIN = ("train", "methods", "provenance")  # the run-directory writer
+# The package files each step runs (its entry modules and what they import, from the import
+# graph: partialkd.code_dependencies): rule inputs, so that editing a module re-runs exactly the
+# steps that import it. dvc.yaml's stages list at least these (a test checks).
 CODE = {
-    step: [f"src/partialkd/{module}.py" for module in dict.fromkeys(modules)]
-    for step, modules in {
-        "prepare": ("prepare", "synthetic", "datasets", "seeds", "torch_files", "io"),
-        "prepare_cifar100": ("prepare", "cifar100", "downloads", "synthetic", "datasets", "seeds", "torch_files",
-                             "io"),
-        "prepare_fashion_mnist": ("prepare", "fashion_mnist", "cifar100", "downloads", "synthetic",
-                                  "datasets", "seeds", "torch_files", "io"),
-        "prepare_ptb": ("prepare", "ptb", "downloads", "synthetic", "datasets", "seeds", "torch_files", "io"),
-        "prepare_imagenet": ("prepare", "imagenet", "synthetic", "datasets", "seeds", "torch_files", "io"),
-        "train": (*TRAIN, "prepare", *NETWORKS),
-        "train_images": ("train_images", *TRAIN, "prepare", *NETWORKS),
-        "train_lm": ("train_lm", "cli", "train_images", *TRAIN, "prepare", *NETWORKS),
-        "train_imagenet": ("train_imagenet", "cli", "imagenet", "loader_training", "train_images", *TRAIN,
-                           "prepare", *NETWORKS),
-        "aggregate": ("aggregate", "io"),
-        "claims": ("claims", "aggregate", "io"),
-        "analyse": ("analyse", "cli", *TRAIN, "prepare", "rescaling", "geometry", "aggregate", "style",
-                    *NETWORKS),
-        "diagnose": ("diagnose", "analyse", "cli", *TRAIN, "prepare", "rescaling", "geometry", "aggregate",
-                     "style", *NETWORKS),
-        "figures": ("figures", "aggregate", "style", "io"),
-        "report": ("report", "tables", "document", "latex", "figures", "claims", "aggregate",
-                   "reference", "methods", "style", "provenance", "io"),
+    step: step_files(*entries)
+    for step, entries in {
+        "prepare": ("prepare",),  # the synthetic track's data; each other track's module is its own
+        "prepare_cifar100": ("prepare", "cifar100"),
+        "prepare_fashion_mnist": ("prepare", "fashion_mnist"),
+        "prepare_ptb": ("prepare", "ptb"),
+        "prepare_imagenet": ("prepare", "imagenet"),
+        "train": ("train",),
+        "train_images": ("train_images",),
+        "train_lm": ("train_lm",),
+        "train_imagenet": ("train_imagenet",),
+        "aggregate": ("aggregate",),
+        "claims": ("claims",),
+        "analyse": ("analyse",),
+        "diagnose": ("diagnose",),
+        "figures": ("figures",),
+        "report": ("report",),
         "latex": ("latex",),
     }.items()
 }
