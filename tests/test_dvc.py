@@ -18,7 +18,7 @@ from workflow_copy import TINY, copy_workflow, deep_merge, run, snakemake, tool_
 GIT = ("git", "-c", "user.name=test", "-c", "user.email=test@example.invalid")
 # Smaller than the workflow test's size: DVC's behaviour does not depend on the matrix size.
 _ONE_STUDENT = TINY["synthetic"]["student"]["architectures"][:1]  # mlp8
-DVC_TINY = deep_merge(TINY, {"synthetic": {"data": {"gammas": [0.0]}, "teachers": ["mlp"],
+DVC_TINY = deep_merge(TINY, {"synthetic": {"data": {"gammas": [0.0], "world_seeds": [0]}, "teachers": ["mlp"],
                                            "student": {"seeds": [0], "architectures": _ONE_STUDENT}}})
 # The per-track stages of dvc.yaml, generated for each track that `tracks` lists.
 PHASES = ("data", "train", "summary", "analyses")
