@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from partialkd import matrix
-from partialkd.aggregate import NO_TEACHER
+from partialkd.summary import NO_TEACHER
 from partialkd.datasets import Split
 from partialkd.grid import expand_grid
 from partialkd.image_models import build_image_model, classifier

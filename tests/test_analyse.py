@@ -12,7 +12,7 @@ import torch
 from conftest import FULL_GRID, student_config
 from test_rescaling import planted_views
 
-from partialkd.aggregate import summarise, write_csv
+from partialkd.summary import summarise, write_csv
 from partialkd.analyse import (GEOMETRY_METHODS, RESCALING_METHODS, analysed_students, main,
                                rescaling_rows)
 from partialkd.claims import FAILS, HOLDS, NOT_RUN, Inference, claim_c10, claim_c11

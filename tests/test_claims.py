@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_GAMMA, read_json, tiny_config
 
-from partialkd.aggregate import summarise
+from partialkd.summary import summarise
 from partialkd.claims import (
     APPROXIMATELY,
     AT_LEAST,

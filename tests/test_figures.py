@@ -10,7 +10,7 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_hex
 
-from partialkd.aggregate import SCORES
+from partialkd.summary import SCORES
 from partialkd.claims import FAILS, HOLDS, INCONCLUSIVE
 from partialkd.figures import claims_figure, gain_over_baseline, main, topk_by_k, topk_figure
 from partialkd.style import VERDICT_MARKS, save_figure

@@ -30,7 +30,7 @@ from conftest import (assert_same_run, assert_same_tensors, interrupt_after, kil
 import partialkd.grid as grid_module
 import partialkd.image_training as image_training
 import partialkd.train_images as train_images
-from partialkd.aggregate import summarise
+from partialkd.summary import summarise
 from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
 from partialkd.grid import expand_grid
 from partialkd.image_models import build_image_model, classifier

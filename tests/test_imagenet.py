@@ -16,7 +16,7 @@ from conftest import assert_same_run, assert_same_tensors, interrupt_after, load
 from image_folder import truncate, wnids, write_image_folder
 
 from partialkd import prepare, train_imagenet
-from partialkd.aggregate import summarise
+from partialkd.summary import summarise
 from partialkd.datasets import load_dataset
 from partialkd.image_training import ImageTrainConfig, Placement
 from partialkd.imagenet import MEAN, STD, FolderImages, InputSize, decode_path, prepare_imagenet

@@ -17,7 +17,7 @@ from conftest import (assert_same_run, assert_same_tensors, interrupt_after, loa
 
 import partialkd.lm_training as lm_training
 import partialkd.train_lm as train_lm
-from partialkd.aggregate import summarise
+from partialkd.summary import summarise
 from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
 from partialkd.grid import Variant
 from partialkd.image_training import ImageObjective, Placement

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from partialkd import report
-from partialkd.aggregate import SCORES
+from partialkd.summary import SCORES
 from partialkd.claims import procedure_text
 from partialkd.latex import build_pdf, escape, find_engine, inline
 from partialkd.report import (ANALYSIS_CAPTIONS, FOREST_CAPTION, TOPK_CAPTION, condition_label, figure_kind,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from partialkd.aggregate import SCORES
+from partialkd.summary import SCORES
 from partialkd.document import Figure, Heading, Paragraph, TableBlock
 from partialkd.report import (FOREST_CAPTION, Report, edge_selections, overview_html, parameter_differences,
                               replicate_label, students_text)

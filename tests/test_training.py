@@ -32,7 +32,7 @@ from conftest import (
 
 import partialkd.models as models_module
 import partialkd.training as training_module
-from partialkd.aggregate import summarise
+from partialkd.summary import summarise
 from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
 from partialkd.metrics import ECE_BINS, classification_metrics
 from partialkd.models import StackedMLP

@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from partialkd.aggregate import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
+from partialkd.summary import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
 from partialkd.cli import positive_int
 from partialkd.datasets import Dataset, Split, load_dataset
 from partialkd.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
@@ -203,7 +203,7 @@ def analyse(data: str | Path, teacher_source: str | Path, students: pd.DataFrame
 
 def identity(teacher_name: str, student: str | None, replicate: tuple[str, int] | None) -> dict[str, Any]:
     """What the claims tell analyses apart by: the teacher's name, the student architecture (None
-    where the command names none), the replicate and its unit (`aggregate.replicate_meta`)."""
+    where the command names none), the replicate and its unit (`summary.replicate_meta`)."""
     return {"teacher_name": teacher_name, "student": student, **replicate_meta(replicate)}
 
 

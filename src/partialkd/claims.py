@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from partialkd.aggregate import ACCURACY, NO_TEACHER, REPLICATES, SCORES, Score, seed_columns, selected_students
+from partialkd.summary import ACCURACY, NO_TEACHER, REPLICATES, SCORES, Score, seed_columns, selected_students
 from partialkd.io import save_json
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"

@@ -50,7 +50,7 @@ import seaborn as sns
 import torch
 from torch import Tensor
 
-from partialkd.aggregate import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
+from partialkd.summary import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
 from partialkd.analyse import first_examples
 from partialkd.cli import positive_int
 from partialkd.datasets import Dataset, Split, load_dataset

@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 from matplotlib.transforms import blended_transform_factory
 
-from partialkd.aggregate import ACCURACY, SCORES, Score, seed_columns, selected_students
+from partialkd.summary import ACCURACY, SCORES, Score, seed_columns, selected_students
 from partialkd.style import (COLUMN_WIDTH_IN, MARGIN_COLOR, METHOD_COLORS, METHOD_MARKERS, VERDICT_MARKS,
                              apply_style, ordered_methods, save_figure)
 

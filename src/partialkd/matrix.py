@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from partialkd.aggregate import NO_TEACHER
+from partialkd.summary import NO_TEACHER
 from partialkd.grid import Variant, expand_grid
 from partialkd.targets import distils
 

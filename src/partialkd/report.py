@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from partialkd.aggregate import ACCURACY, SCORES, Score
+from partialkd.summary import ACCURACY, SCORES, Score
 from partialkd.document import (Block, Bullet, Bullets, Code, Figure, Heading, Paragraph, TableBlock,
                                 render_latex, render_markdown)
 from partialkd.figures import ERROR_BAR_CAPTIONS, score_label

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from partialkd.aggregate import ACCURACY, NO_TEACHER, Score, selected_students
+from partialkd.summary import ACCURACY, NO_TEACHER, Score, selected_students
 from partialkd.io import atomic_write
 from partialkd.latex import inline
 from partialkd.reference import PEERS_TRAIN_IMAGES, published

@@ -3,7 +3,7 @@ import json
 import os
 import re
 
-from partialkd.aggregate import NO_TEACHER
+from partialkd.summary import NO_TEACHER
 from partialkd.code_dependencies import step_files
 from partialkd.config import teacher_recipe, validate_params
 from partialkd import matrix
@@ -27,7 +27,7 @@ IMAGENET = config["imagenet"]
 # The tracks whose students are named by (teacher, student architecture): the claims, analyses
 # and diagnoses of all of them run through the same rules.
 IMAGE_TRACKS = ("cifar100", "fashion_mnist", "ptb", "imagenet")
-# The score of a track's tables and claims and of its grid-point selection (partialkd.aggregate's
+# The score of a track's tables and claims and of its grid-point selection (partialkd.summary's
 # SCORES), where not accuracy: perplexity on Penn Treebank, as the paper reports it.
 TRACK_SCORE = {"ptb": "ppl"}
 
