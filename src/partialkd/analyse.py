@@ -42,7 +42,7 @@ from torch import Tensor
 
 from partialkd.summary import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
 from partialkd.cli import positive_int
-from partialkd.datasets import Dataset, Split, load_dataset
+from partialkd.datasets import Dataset, Split, first_examples, load_dataset
 from partialkd.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
                                 similarity_heatmaps)
 from partialkd.io import save_json
@@ -138,15 +138,6 @@ def geometry_rows(seed: int, students: dict[str, Network], teacher_matrix: Tenso
                      "block_contrast": group_contrast(matrix, groups)})
         matrices[method] = matrix
     return rows, matrices
-
-
-def first_examples(split: Split, count: int | None) -> Split:
-    """The first `count` examples of `split` (all of them when None): a prefix, so that a token
-    stream stays a stream."""
-    if count is None or count >= len(split):
-        return split
-    return dataclasses.replace(split, x=split.x[:count], labels=split.labels[:count],
-                               posterior=None if split.posterior is None else split.posterior[:count])
 
 
 def top_class_weights(network: Network, top_classes: int | None) -> Tensor:

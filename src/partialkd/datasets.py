@@ -6,7 +6,7 @@ the posterior (expected accuracy, free of label noise) and otherwise against the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +98,12 @@ def load_dataset(path: str | Path) -> Dataset:
             raise ValueError(f"prepared dataset at {path}: split '{name}' has inconsistent shapes; "
                              "delete it and re-run its preparation step")
     return dataset
+
+
+def first_examples(split: Split, count: int | None) -> Split:
+    """The first `count` examples of `split` (all of them when None): a prefix, so that a token
+    stream stays a stream."""
+    if count is None or count >= len(split):
+        return split
+    return replace(split, x=split.x[:count], labels=split.labels[:count],
+                               posterior=None if split.posterior is None else split.posterior[:count])

@@ -51,9 +51,8 @@ import torch
 from torch import Tensor
 
 from partialkd.summary import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
-from partialkd.analyse import first_examples
 from partialkd.cli import positive_int
-from partialkd.datasets import Dataset, Split, load_dataset
+from partialkd.datasets import Dataset, Split, first_examples, load_dataset
 from partialkd.geometry import similarity_heatmaps, teacher_probability_correlation
 from partialkd.image_models import build_image_model
 from partialkd.io import save_json

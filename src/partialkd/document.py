@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from partialkd.latex import inline
+from partialkd.latex_text import inline
 from partialkd.tables import Table, to_markdown
 
 

@@ -21,12 +21,10 @@ from matplotlib.transforms import blended_transform_factory
 
 from partialkd.summary import ACCURACY, SCORES, Score, seed_columns, selected_students
 from partialkd.style import (COLUMN_WIDTH_IN, MARGIN_COLOR, METHOD_COLORS, METHOD_MARKERS, VERDICT_MARKS,
-                             apply_style, ordered_methods, save_figure)
+                             apply_style, ordered_methods, save_figure, score_label)
 
 BASELINE = "ce"
 ERROR_BARS = {"sd": "sd", "se": "se", "ci95": ("ci", 95)}  # seaborn's names for each spread
-ERROR_BAR_CAPTIONS = {"sd": "mean ± sd", "se": "mean ± standard error",
-                      "ci95": "mean with a 95% bootstrap confidence interval"}
 
 
 def gain_over_baseline(summary: pd.DataFrame) -> pd.DataFrame:
@@ -83,11 +81,6 @@ def topk_by_k(summary: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame:
     best = groups.idxmin() if score.lower_is_better else groups.idxmax()
     chosen = rows.loc[best.to_numpy(), [*keys, score.column()]]
     return chosen.assign(score=score.points(chosen[score.column()]))
-
-
-def score_label(score: Score) -> str:
-    """The axis label of a score, saying which way is better where lower is."""
-    return f"{score.label} (lower is better)" if score.lower_is_better else score.label
 
 
 def topk_figure(summary: pd.DataFrame, error_bars: str, score: Score = ACCURACY) -> plt.Figure:

@@ -1,5 +1,5 @@
-"""LaTeX for the paper: text escaped for pdflatex, and the PDF build of paper/main.tex with the
-first LaTeX engine found on PATH.
+"""The PDF build of paper/main.tex with the first LaTeX engine found on PATH (the text it
+typesets is escaped by `partialkd.latex_text`).
 
 `python -m partialkd.latex paper/main.tex --out paper/main.pdf --build-dir paper/generated/build`
 """
@@ -7,46 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-           "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-           "<": r"$<$", ">": r"$>$", "|": r"$|$"}  # the last three: OT1 fonts have no such glyphs
-# The non-ASCII symbols of our text, in forms every engine typesets without a Unicode font.
-SYMBOLS = {"α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "δ": r"$\delta$", "λ": r"$\lambda$",
-           "ρ": r"$\rho$", "σ": r"$\sigma$", "τ": r"$\tau$", "Δ": r"$\Delta$", "Σ": r"$\Sigma$", "±": r"$\pm$",
-           "×": r"$\times$", "·": r"$\cdot$", "−": r"$-$", "→": r"$\rightarrow$", "≈": r"$\approx$",
-           "≥": r"$\geq$", "≤": r"$\leq$", "≠": r"$\neq$", "–": "--", "—": "---", "…": r"\dots{}",
-           "§": r"\S{}", "’": "'", "‘": "`", "“": "``", "”": "''"}
-INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*")
-
-
-def escape(text: str) -> str:
-    """Plain text with LaTeX's special characters and our symbols replaced."""
-    return "".join(SPECIAL.get(char) or SYMBOLS.get(char) or char for char in text)
-
-
-def inline(text: str) -> str:
-    """Text with Markdown's inline `code` and **bold** as LaTeX, everything else escaped."""
-    parts, last = [], 0
-    for match in INLINE.finditer(text):
-        parts.append(escape(text[last:match.start()]))
-        code, bold = match.groups()
-        parts.append(_code(code) if code is not None else rf"\textbf{{{inline(bold)}}}")
-        last = match.end()
-    return "".join(parts) + escape(text[last:])
-
-
-def _code(text: str) -> str:
-    """Typewriter text that may break after a / (file names are long)."""
-    breakable = escape(text).replace("/", r"/\allowbreak{}")
-    return rf"\texttt{{{breakable}}}"
-
 
 # Each engine's commands that turn `tex` (a file name in the current folder) into
 # `<build>/<stem>.pdf`. pdflatex runs twice to settle references; tectonic comes last because

@@ -32,11 +32,10 @@ import yaml
 from partialkd.summary import ACCURACY, SCORES, Score
 from partialkd.document import (Block, Bullet, Bullets, Code, Figure, Heading, Paragraph, TableBlock,
                                 render_latex, render_markdown)
-from partialkd.figures import ERROR_BAR_CAPTIONS, score_label
 from partialkd.io import atomic_write
 from partialkd.provenance import provenance
 from partialkd.reference import PEERS_TRAIN_IMAGES
-from partialkd.style import VERDICT_MARKS
+from partialkd.style import ERROR_BAR_CAPTIONS, VERDICT_MARKS, score_label
 from partialkd.tables import (DELTA_OURS, DELTA_PEERS, PEAK, Table, accuracy_table, claims_table,
                               pair_sim_degeneracy_table, pair_table, selected_variants,
                               sim_degeneracy_table, students_of)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import matplotlib
 
@@ -12,10 +12,16 @@ import seaborn as sns  # noqa: E402
 
 from partialkd.io import atomic_write  # noqa: E402
 
+if TYPE_CHECKING:
+    from partialkd.summary import Score
+
 METHOD_ORDER = ("ce", "ls", "kd", "kd_pt", "kd_sim", "kd_pt_sim", "kd_topk")
 METHOD_COLORS = dict(zip(METHOD_ORDER, sns.color_palette("colorblind", len(METHOD_ORDER))))
 METHOD_MARKERS = dict(zip(METHOD_ORDER, ("o", "s", "D", "^", "v", "P", "X")))
 COLUMN_WIDTH_IN = 3.4  # one column of a two-column paper
+# How the figures' error bars (params.yaml `figures.error_bars`) are named in captions.
+ERROR_BAR_CAPTIONS = {"sd": "mean ± sd", "se": "mean ± standard error",
+                      "ci95": "mean with a 95% bootstrap confidence interval"}
 
 
 class Mark(NamedTuple):
@@ -49,3 +55,8 @@ def save_figure(figure: plt.Figure, stem: str | Path) -> None:
         atomic_write(Path(f"{stem}{suffix}"),
                      lambda handle, fmt=suffix[1:]: figure.savefig(handle, format=fmt))
     plt.close(figure)
+
+
+def score_label(score: Score) -> str:
+    """The axis label of a score, saying which way is better where lower is."""
+    return f"{score.label} (lower is better)" if score.lower_is_better else score.label

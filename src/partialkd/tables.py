@@ -2,7 +2,7 @@
 table or the claims), two renderers (Markdown, and LaTeX with booktabs).
 
 Cells use Markdown's inline `code` and **bold**; the LaTeX renderer converts them and escapes
-the rest (partialkd.latex), so a table reads the same in paper/REPORT.md and paper/main.pdf.
+the rest (partialkd.latex_text), so a table reads the same in paper/REPORT.md and paper/main.pdf.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pandas as pd
 
 from partialkd.summary import ACCURACY, NO_TEACHER, Score, selected_students
 from partialkd.io import atomic_write
-from partialkd.latex import inline
+from partialkd.latex_text import inline
 from partialkd.reference import PEERS_TRAIN_IMAGES, published
 from partialkd.style import ordered_methods
 from partialkd.methods import SIMILARITY_TARGETS
