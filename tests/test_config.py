@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,26 @@ def test_the_quick_profile_is_checked_after_the_merge(params):
     merged = deep_merge(params, load(QUICK))
     merged["synthetic"]["methods"]["kd"]["tau"] = [1, 2, 4, 8]  # params.yaml's, but kd_pt's is [4, 8]
     assert rejected(merged).startswith("params.yaml: synthetic.methods.kd_pt.tau: missing 1, 2 of kd's tau")
+
+
+def _numeric_leaves(value: Any, path: tuple = ()) -> list[tuple]:
+    """The key path of every number in a params tree (booleans are not numbers here)."""
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() for leaf in _numeric_leaves(item, (*path, key))]
+    if isinstance(value, list):
+        return [leaf for index, item in enumerate(value) for leaf in _numeric_leaves(item, (*path, index))]
+    return [path] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_nan_and_infinity_are_refused_at_every_numeric_key(params, bad):
+    leaves = _numeric_leaves(params)
+    assert len(leaves) > 100 and {("cifar100", "recipe", "lr"), ("claims", "confidence")} <= set(leaves)
+    for path in leaves:
+        config = copy.deepcopy(params)
+        parent = config
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = bad
+        message = rejected(config)
+        assert f"params.yaml: {'.'.join(map(str, path))}: {bad} is not a finite number" in message, message

@@ -1,6 +1,7 @@
 """Validation of params.yaml, run by the workflow before any job: errors name the bad key."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ class ConfigError(ValueError):
 def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
     """Check `config` against the JSON schema, then against the registries of methods and models,
     then that the method grids nest (`_check_nested_grids`)."""
+    _check_finite(config, "")
     schema = yaml.safe_load(Path(schema_path).read_text())
     student = (config.get("synthetic") or {}).get("student")
     if isinstance(student, dict) and "hidden" in student:
@@ -49,6 +51,19 @@ def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
         raise ConfigError(f"params.yaml: claims.teacher: '{config['claims']['teacher']}' is not one of "
                           f"synthetic.teachers ({', '.join(synthetic['teachers'])}); the claims lead with "
                           "the students of a teacher the synthetic track trains")
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """Refuse NaN and ±∞ anywhere (YAML's .nan, .inf): the schema's bounds are comparisons, which
+    NaN passes, and a job would start, replace its earlier outputs, and only then fail."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{where}.{index}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"params.yaml: {where}: {value} is not a finite number; give a finite value")
 
 
 def _raise_first(schema: dict[str, Any], instance: Any, where: str) -> None:
