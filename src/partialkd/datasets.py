@@ -106,4 +106,4 @@ def first_examples(split: Split, count: int | None) -> Split:
     if count is None or count >= len(split):
         return split
     return replace(split, x=split.x[:count], labels=split.labels[:count],
-                               posterior=None if split.posterior is None else split.posterior[:count])
+                   posterior=None if split.posterior is None else split.posterior[:count])

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 # The layout of images and convolution weights on every device: on one CPU thread a training
 # step of the Fashion-MNIST CNNs and of the CIFAR ResNets is 1.3-1.5x faster than in the default
-# layout (bench/memory_format.py, docs/benchmarks.md), and GPUs favour it under bf16 too.
+# layout (bench/memory_format.py, docs/benchmarks.md); the GPU runs used it before the CPU did.
 MEMORY_FORMAT = torch.channels_last
 RESNET_WIDTHS = (16, 16, 32, 64)  # stem, then the three stages
 RESNET_X4_WIDTHS = (32, 64, 128, 256)

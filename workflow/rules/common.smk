@@ -31,29 +31,15 @@ IMAGE_TRACKS = ("cifar100", "fashion_mnist", "ptb", "imagenet")
 # SCORES), where not accuracy: perplexity on Penn Treebank, as the paper reports it.
 TRACK_SCORE = {"ptb": "ppl"}
 
-# The package files each step runs (its entry modules and what they import, from the import
-# graph: partialkd.code_dependencies): rule inputs, so that editing a module re-runs exactly the
-# steps that import it. dvc.yaml's stages list at least these (a test checks).
+# The package files each step runs (its entry module and what it imports, from the import graph:
+# partialkd.code_dependencies): rule inputs, so that editing a module re-runs exactly the steps
+# that import it. dvc.yaml's stages list the same files, per phase (a test checks).
 CODE = {
-    step: step_files(*entries)
-    for step, entries in {
-        "prepare": ("prepare",),  # the synthetic track's data; each other track's module is its own
-        "prepare_cifar100": ("prepare", "cifar100"),
-        "prepare_fashion_mnist": ("prepare", "fashion_mnist"),
-        "prepare_ptb": ("prepare", "ptb"),
-        "prepare_imagenet": ("prepare", "imagenet"),
-        "train": ("train",),
-        "train_images": ("train_images",),
-        "train_lm": ("train_lm",),
-        "train_imagenet": ("train_imagenet",),
-        "aggregate": ("aggregate",),
-        "claims": ("claims",),
-        "analyse": ("analyse",),
-        "diagnose": ("diagnose",),
-        "figures": ("figures",),
-        "report": ("report",),
-        "latex": ("latex",),
-    }.items()
+    **{step: step_files(step) for step in ("prepare", "train", "train_images", "train_lm", "train_imagenet",
+                                            "aggregate", "claims", "analyse", "diagnose", "figures", "report",
+                                            "latex")},
+    # A track's data step: `prepare` and the track's own module (imported inside prepare's functions).
+    **{f"prepare_{track}": step_files("prepare", track) for track in ("cifar100", "fashion_mnist", "ptb", "imagenet")},
 }
 SYN_DIR = "results/synthetic"
 CIFAR_DIR = "results/cifar100"
