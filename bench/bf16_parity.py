@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-from partialkd.datasets import load_dataset
-from partialkd.image_models import build_image_model
-from partialkd.image_training import DeviceImages, ImageTrainConfig, Placement, predict
-from partialkd.torch_files import load_torch
+from partialkd.common.devices import Placement
+from partialkd.common.torch_files import load_torch
+from partialkd.data.prepared import load_dataset
+from partialkd.models.vision import build_image_model
 from partialkd.train_images import run
+from partialkd.training.images import DeviceImages, ImageTrainConfig, predict
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -5,7 +5,7 @@ folder with ImageNet-like image sizes: 375 px high, 375 or 468 px wide, JPEG and
 
 - loader: images per second of `imagenet.FolderImages` serving training batches (decode,
   random resized crop, flip, collation, copy to the device, normalisation), per worker count;
-- train: images per second of the real training epoch (`loader_training.loader_loop`) for the
+- train: images per second of the real training epoch (`training.loader.loader_loop`) for the
   student trained alone (ce) and distilled (kd) from the teacher, with the last worker count.
 
 The first batch of each pass (worker start-up, cuDNN tuning) is left out of the figures.
@@ -24,12 +24,14 @@ from pathlib import Path
 
 import torch
 
-from partialkd.grid import expand_grid
-from partialkd.image_models import classifier
-from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement
-from partialkd.imagenet import FolderImages, InputSize, prepare_imagenet
-from partialkd.loader_training import loader_loop
+from partialkd.common.devices import Placement
+from partialkd.core.grid import expand_grid
+from partialkd.data.imagenet import FolderImages, InputSize, prepare_imagenet
+from partialkd.models.vision import classifier
 from partialkd.train_images import seeded_model
+from partialkd.training.images import ImageTrainConfig
+from partialkd.training.loader import loader_loop
+from partialkd.training.objective import NetworkObjective
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from image_folder import write_image_folder  # noqa: E402  (the tests' generator, at ImageNet sizes)
@@ -59,7 +61,7 @@ def train_speed(train: FolderImages, args: argparse.Namespace, placement: Placem
     if distil:
         teacher = placement.prepare(seeded_model(args.teacher, num_classes, 1).eval().requires_grad_(False))
     grid = {"kd": {"lam": [0.9], "tau": [4]}} if distil else {"ce": {}}
-    objective = ImageObjective(expand_grid(grid)[0], teacher,
+    objective = NetworkObjective(expand_grid(grid)[0], teacher,
                                None if teacher is None else classifier(teacher).weight.float(),
                                num_classes, True)
     config = ImageTrainConfig(args.arch, 1, args.batch_size, lr=0.1, momentum=0.9, weight_decay=1e-4,

@@ -1,7 +1,7 @@
 """Training throughput of the CIFAR-100 track, and the GPU time of a params.yaml matrix.
 
 Not a test: it prints figures (docs/benchmarks.md records them with the device). It runs the
-real training epoch of `partialkd.image_training` (on-device augmentation, teacher forward,
+real training epoch of `partialkd.training.images` (on-device augmentation, teacher forward,
 per-batch target, loss, SGD step) on random 32x32 images, so that no dataset is needed.
 
     python bench/kd_throughput.py                                   # resnet56 -> resnet20, kd
@@ -16,12 +16,14 @@ from collections.abc import Sequence
 import torch
 import yaml
 
-from partialkd import matrix
-from partialkd.summary import NO_TEACHER
-from partialkd.datasets import Split
-from partialkd.grid import expand_grid
-from partialkd.image_models import build_image_model, classifier
-from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement, image_loop
+from partialkd.common.devices import Placement
+from partialkd.core.grid import expand_grid
+from partialkd.data.prepared import Split
+from partialkd.models.vision import build_image_model, classifier
+from partialkd.plan import matrix
+from partialkd.reporting.summary import NO_TEACHER
+from partialkd.training.images import ImageTrainConfig, image_loop
+from partialkd.training.objective import NetworkObjective
 
 NUM_CLASSES = 100
 
@@ -37,7 +39,7 @@ def images_per_second(student: str, teacher: str, images: int, epochs: int, batc
     teacher_model = None if teacher == NO_TEACHER else placement.prepare(
         build_image_model(teacher, NUM_CLASSES).eval().requires_grad_(False))
     grid = {"ce": {}} if teacher_model is None else {"kd": {"lam": [0.9], "tau": [4]}}
-    objective = ImageObjective(expand_grid(grid)[0], teacher_model,
+    objective = NetworkObjective(expand_grid(grid)[0], teacher_model,
                                None if teacher_model is None else classifier(teacher_model).weight,
                                NUM_CLASSES, tau_squared=True)
     config = ImageTrainConfig(student, epochs, batch_size, 0.05, 0.9, 5e-4, (), 0.1, 0,

@@ -3,7 +3,7 @@
 Not a test: it prints figures (docs/benchmarks.md records them with the machine). A window is
 `--bptt` × `--batch-size` tokens of a 10k-word vocabulary, so every per-token tensor is
 [tokens, 10k]. For each method it times the target alone, the loss's forward and backward
-alone, and the real training step (`lm_training.window_loss`, backward, SGD) of `--student`
+alone, and the real training step (`training.lm.window_loss`, backward, SGD) of `--student`
 distilled from a random `--teacher`. Run it twice, with and without the allocator settings of
 workflow/rules/common.smk, to see what they change:
 
@@ -18,12 +18,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from partialkd.grid import Variant
-from partialkd.image_training import ImageObjective, Placement
-from partialkd.lm_models import ARCHITECTURES, build_lm
-from partialkd.lm_training import window_loss
-from partialkd.losses import distillation_loss
-from partialkd.targets import TARGETS
+from partialkd.common.devices import Placement
+from partialkd.core.grid import Variant
+from partialkd.core.losses import distillation_loss
+from partialkd.core.targets import TARGETS
+from partialkd.models.lstm import ARCHITECTURES, build_lm
+from partialkd.training.lm import window_loss
+from partialkd.training.objective import NetworkObjective
 
 VOCABULARY = 10_000
 VARIANTS = (Variant("ce", 0.0, 1.0), Variant("ls", 0.1, 1.0), Variant("kd", 0.9, 2.0),
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         target_ms = milliseconds(lambda: variant.target(teacher_logits, y.flatten(), VOCABULARY,
                                                          class_weights), args.repeats)
         reads = TARGETS[variant.method].needs_teacher  # as train_lm: the teacher runs only if read
-        objective = ImageObjective(variant, teacher if reads else None, class_weights, VOCABULARY, True)
+        objective = NetworkObjective(variant, teacher if reads else None, class_weights, VOCABULARY, True)
 
         def step() -> None:
             loss, _ = window_loss(student, objective, x, y, (None, None), placement)

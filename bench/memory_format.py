@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from partialkd.image_models import build_image_model, input_shape
+from partialkd.models.vision import build_image_model, input_shape
 
 NUM_CLASSES = 10
 

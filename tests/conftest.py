@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import torch
 
-from partialkd.datasets import Dataset, save_dataset
-from partialkd.prepare import synthetic_dataset
+from partialkd.data.prepared import Dataset, save_dataset
+from partialkd.data.synthetic import synthetic_dataset
 from partialkd.train import run
-from partialkd.training import TrainConfig
+from partialkd.training.stacked import TrainConfig
 
 TINY_WORLD: dict[str, Any] = dict(
     num_classes=6,

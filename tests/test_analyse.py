@@ -12,14 +12,13 @@ import torch
 from conftest import FULL_GRID, student_config
 from test_rescaling import planted_views
 
-from partialkd.summary import summarise, write_csv
-from partialkd.analyse import (GEOMETRY_METHODS, RESCALING_METHODS, analysed_students, main,
-                               rescaling_rows)
+from partialkd.analyse import GEOMETRY_METHODS, RESCALING_METHODS, analysed_students, main, rescaling_rows
 from partialkd.claims import FAILS, HOLDS, NOT_RUN, Inference, claim_c10, claim_c11
-from partialkd.datasets import Split
-from partialkd.grid import Variant
+from partialkd.core.grid import Variant
+from partialkd.data.prepared import Split
+from partialkd.reporting.summary import summarise, write_csv
 from partialkd.train import run
-from partialkd.trained import Network
+from partialkd.training.read_runs import Network
 
 
 @pytest.fixture(scope="module")

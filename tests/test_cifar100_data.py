@@ -21,9 +21,9 @@ import torch
 from torchvision.datasets import CIFAR100
 
 from cifar_archive import fake_cifar100, write_cifar100_archive, write_members
-from partialkd import cifar100
-from partialkd.cifar100 import FILE_MD5, fetch_archive, load, prepare_cifar100, read_archive, read_folder
-from partialkd.datasets import Dataset, load_dataset
+from partialkd.data import cifar100
+from partialkd.data.cifar100 import FILE_MD5, fetch_archive, load, prepare_cifar100, read_archive, read_folder
+from partialkd.data.prepared import Dataset, load_dataset
 from partialkd.prepare import main
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 3, 1
@@ -213,7 +213,7 @@ def test_missing_archive_without_network_names_where_to_put_it(tmp_path: Path) -
 def test_download_from_file_url_lands_verified(source: tuple[Path, str], tmp_path: Path,
                                                caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "raw" / "cifar-100-python.tar.gz"
-    with caplog.at_level(logging.INFO, logger="partialkd.cifar100"):
+    with caplog.at_level(logging.INFO, logger="partialkd.data.cifar100"):
         assert fetch_archive(path, source[0].as_uri(), source[1]) == path
     assert path.read_bytes() == source[0].read_bytes()
     assert list(path.parent.iterdir()) == [path]  # no temporary file left beside it
@@ -392,7 +392,7 @@ def test_incomplete_torchvision_root_falls_back_to_the_archive(
     folder = tmp_path / "root" / "cifar-100-python"
     shutil.copytree(torchvision_root / "cifar-100-python", folder)
     (folder / "meta").unlink()
-    with caplog.at_level(logging.INFO, logger="partialkd.cifar100"):
+    with caplog.at_level(logging.INFO, logger="partialkd.data.cifar100"):
         data = load(source[0], folder.parent, UNREACHABLE, source[1], {name: "0" * 32 for name in FILE_MD5},
                     download=False)
     assert f"lacks meta in {folder}" in caplog.text and data.md5 == member_md5s(source[0])

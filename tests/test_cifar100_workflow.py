@@ -9,10 +9,10 @@ import pytest
 import torch
 from cifar_archive import write_cifar100_archive
 from torchvision.datasets.utils import calculate_md5, extract_archive
-from workflow_copy import copy_workflow, data_phase, snakemake
+from workflow_copy import check_code_edits, copy_workflow, data_phase, snakemake
 
-from partialkd.cifar100 import prepare_cifar100, read_archive
-from partialkd.datasets import load_dataset
+from partialkd.data.cifar100 import prepare_cifar100, read_archive
+from partialkd.data.prepared import load_dataset
 
 METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
            "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.2]},
@@ -83,6 +83,12 @@ def test_runs_record_their_device_and_speed(finished: Path) -> None:
     assert (summary["seconds_per_epoch"] > 0).all()
     log = (finished / "logs/cifar100/teachers/small.log").read_text()
     assert "epoch 2/2" in log and "images/s" in log
+
+
+def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished: Path) -> None:
+    """Issue 14: no CIFAR-100 job runs the LSTM or synthetic code; every training job runs the loss."""
+    check_code_edits(finished, ("training/lm.py", "models/lstm.py", "data/synthetic.py", "training/stacked.py"),
+                     {"cifar100_teacher", "cifar100_student"})
 
 
 def test_second_run_has_nothing_to_do(finished: Path) -> None:

@@ -12,26 +12,10 @@ import pandas as pd
 import pytest
 from conftest import TINY_GAMMA, read_json, tiny_config
 
-from partialkd.summary import summarise
-from partialkd.claims import (
-    APPROXIMATELY,
-    AT_LEAST,
-    FAILS,
-    GREATER,
-    HOLDS,
-    INCONCLUSIVE,
-    NOT_RUN,
-    RULES,
-    Comparisons,
-    Inference,
-    Interval,
-    Sample,
-    claim_c9,
-    claim_c12,
-    combine,
-    evaluate,
-    main,
-)
+from partialkd.claims import (APPROXIMATELY, AT_LEAST, FAILS, GREATER, HOLDS, INCONCLUSIVE, NOT_RUN, RULES,
+                              Comparisons, Inference, Interval, Sample, claim_c12, claim_c9, combine,
+                              evaluate, main)
+from partialkd.reporting.summary import summarise
 from partialkd.train import run
 
 CONFIDENCE, MARGIN = 0.95, 0.5

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from partialkd.claims import (APPROXIMATELY, AT_LEAST, FAILS, GREATER, HOLDS, INCONCLUSIVE,
-                              Inference, Rule, combine, t_bounds)
+from partialkd.claims import (APPROXIMATELY, AT_LEAST, FAILS, GREATER, HOLDS, INCONCLUSIVE, Inference, Rule,
+                              combine, t_bounds)
 
 REPS = 10_000
 MARGIN = 0.5

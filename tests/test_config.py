@@ -1,4 +1,4 @@
-"""Tests for params.yaml validation (partialkd.config) against the real schema and files."""
+"""Tests for params.yaml validation (partialkd.plan.config) against the real schema and files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from partialkd.config import ConfigError, validate_params
+from partialkd.plan.config import ConfigError, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"

@@ -14,26 +14,17 @@ from conftest import TINY_GAMMA, read_json
 from test_image_training import image_config, make_dataset
 
 from partialkd import diagnose as diagnose_module
-from partialkd.claims import HOLDS, NOT_RUN, Inference, claim_c9, claim_c12
-from partialkd.datasets import load_dataset, save_dataset
-from partialkd.diagnose import (
-    FILE_TEACHER,
-    checkpoint_identity,
-    confidence_stats,
-    load_teacher,
-    main,
-    parse_teachers,
-    size_pairs,
-    taught_students,
-    top_class_correlation,
-    true_class_probability,
-)
-from partialkd.geometry import teacher_probability_correlation
-from partialkd.image_models import build_image_model
-from partialkd.lm_models import build_lm
+from partialkd.analysis.geometry import teacher_probability_correlation
+from partialkd.claims import HOLDS, NOT_RUN, Inference, claim_c12, claim_c9
+from partialkd.core.metrics import accuracy
+from partialkd.data.prepared import load_dataset, save_dataset
+from partialkd.diagnose import (FILE_TEACHER, checkpoint_identity, confidence_stats, load_teacher, main,
+                                parse_teachers, size_pairs, taught_students, top_class_correlation,
+                                true_class_probability)
+from partialkd.models.lstm import build_lm
+from partialkd.models.vision import build_image_model
 from partialkd.train_images import run as run_image
-from partialkd.metrics import accuracy
-from partialkd.trained import Network, teacher_network
+from partialkd.training.read_runs import Network, teacher_network
 
 INFERENCE = Inference(0.95, "bonferroni", 0.5)
 

@@ -18,9 +18,9 @@ from torchvision import datasets
 
 from idx_files import NAMES, checksums, fake_fashion_mnist, gzipped, idx_bytes, published, write_files
 from local_server import UNREACHABLE, clear_proxies, serve
-from partialkd import fashion_mnist
-from partialkd.datasets import load_dataset
-from partialkd.fashion_mnist import CLASS_GROUPS, DEBIAN_DIR, locate, parse_idx, prepare_fashion_mnist
+from partialkd.data import fashion_mnist
+from partialkd.data.fashion_mnist import CLASS_GROUPS, DEBIAN_DIR, locate, parse_idx, prepare_fashion_mnist
+from partialkd.data.prepared import load_dataset
 from partialkd.prepare import main
 
 FILES = fake_fashion_mnist()  # 120 training and 30 test images

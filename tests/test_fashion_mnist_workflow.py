@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 from idx_files import checksums, fake_fashion_mnist, write_files
-from workflow_copy import copy_workflow, data_phase, snakemake
+from workflow_copy import check_code_edits, copy_workflow, data_phase, snakemake
 
-from partialkd.datasets import load_dataset
-from partialkd.fashion_mnist import locate, prepare_fashion_mnist
+from partialkd.data.fashion_mnist import locate, prepare_fashion_mnist
+from partialkd.data.prepared import load_dataset
 
 METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
            "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.3]},
@@ -107,6 +107,13 @@ def test_a_corrupt_file_is_refused_by_its_checksum(tmp_path: Path) -> None:
     log = (tmp_path / "logs/fashion_mnist/data.log").read_text()
     assert "train-labels-idx1-ubyte.gz" in log and "MD5" in log
     assert not (tmp_path / "results/fashion_mnist/data/data.pt").exists()
+
+
+def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished: Path) -> None:
+    """Issue 14: no Fashion-MNIST job runs the LSTM code; the CNN code reaches the stacked students
+    through their teachers' logits; every training job runs the loss."""
+    check_code_edits(finished, ("training/lm.py", "models/lstm.py", "data/synthetic.py"),
+                     {"fashion_mnist_teacher", "fashion_mnist_student_stack"}, related=("training/images.py",))
 
 
 def test_second_run_has_nothing_to_do(finished: Path) -> None:

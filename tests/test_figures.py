@@ -10,10 +10,10 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_hex
 
-from partialkd.summary import SCORES
 from partialkd.claims import FAILS, HOLDS, INCONCLUSIVE
 from partialkd.figures import claims_figure, gain_over_baseline, main, topk_by_k, topk_figure
-from partialkd.style import VERDICT_MARKS, save_figure
+from partialkd.reporting.style import VERDICT_MARKS, save_figure
+from partialkd.reporting.summary import SCORES
 
 
 def topk_summary() -> pd.DataFrame:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from partialkd.geometry import (CORRELATION_LABEL, block_contrast, correlation_bars, cosine_matrix,
-                                group_order, matrix_correlation, reorder, similarity_heatmaps,
-                                teacher_probability_correlation)
-from partialkd.style import save_figure
+from partialkd.analysis.geometry import (CORRELATION_LABEL, block_contrast, correlation_bars, cosine_matrix,
+                                         group_order, matrix_correlation, reorder, similarity_heatmaps,
+                                         teacher_probability_correlation)
+from partialkd.reporting.style import save_figure
 
 K, GROUPS = 12, 3
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from partialkd.image_models import ARCHITECTURES, build_image_model, classifier, input_shape, multiply_adds
+from partialkd.models.vision import ARCHITECTURES, build_image_model, classifier, input_shape, multiply_adds
 
 K = 100
 

@@ -1,4 +1,4 @@
-"""Tests for the image trainer (partialkd.image_training, partialkd.train_images).
+"""Tests for the image trainer (partialkd.training.images, partialkd.train_images).
 
 Mirrors tests/test_training.py for the image tracks: on-device augmentation (crop and flip,
 shuffled epochs, normalisation), determinism, paired initialisation, per-batch teacher logits,
@@ -27,26 +27,19 @@ import torch.nn.functional as F
 from conftest import (assert_same_run, assert_same_tensors, interrupt_after, kill_after_first_checkpoint,
                       load_checkpoint, read_json, saved_dataset)
 
-import partialkd.grid as grid_module
-import partialkd.image_training as image_training
+import partialkd.core.grid as grid_module
+import partialkd.training.images as image_training
+import partialkd.training.objective as objective_module
 import partialkd.train_images as train_images
-from partialkd.summary import summarise
-from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
-from partialkd.grid import expand_grid
-from partialkd.image_models import build_image_model, classifier
-from partialkd.image_training import (
-    PAD,
-    DeviceImages,
-    ImageObjective,
-    ImageTrainConfig,
-    Placement,
-    crop_and_flip,
-    predict,
-)
-from partialkd.metrics import classification_metrics
-from partialkd.targets import similarity_entropy
-from partialkd.teachers import load_image_teacher
+from partialkd.core.grid import expand_grid
+from partialkd.core.metrics import classification_metrics
+from partialkd.core.targets import similarity_entropy
+from partialkd.data.prepared import Dataset, Split, load_dataset, save_dataset
+from partialkd.models.vision import build_image_model, classifier
+from partialkd.reporting.summary import summarise
 from partialkd.train_images import run, seeded_model
+from partialkd.training.images import (PAD, DeviceImages, ImageTrainConfig, NetworkObjective, Placement,
+                                       crop_and_flip, load_image_teacher, predict)
 
 K = 10
 SIZES = {"train": 200, "valid": 60, "test": 60}
@@ -368,10 +361,10 @@ def test_seeded_model_neither_uses_nor_changes_the_global_rng():
 def test_student_distils_from_the_teachers_logits_on_each_augmented_batch(
         tmp_path, image_data, teacher_file, monkeypatch):
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []
-    seen: list[tuple[ImageObjective, torch.Tensor | None, torch.Tensor]] = []
+    seen: list[tuple[NetworkObjective, torch.Tensor | None, torch.Tensor]] = []
     loss_options: list[dict[str, Any]] = []
-    real_epoch, real_loss = DeviceImages.augmented_epoch, ImageObjective.loss
-    real_distillation_loss = image_training.distillation_loss
+    real_epoch, real_loss = DeviceImages.augmented_epoch, NetworkObjective.loss
+    real_distillation_loss = objective_module.distillation_loss
 
     def recording_epoch(self, batch_size, generator):
         for images, labels in real_epoch(self, batch_size, generator):
@@ -387,8 +380,8 @@ def test_student_distils_from_the_teachers_logits_on_each_augmented_batch(
         return real_distillation_loss(*args, **kwargs)
 
     monkeypatch.setattr(DeviceImages, "augmented_epoch", recording_epoch)
-    monkeypatch.setattr(ImageObjective, "loss", recording_loss)
-    monkeypatch.setattr(image_training, "distillation_loss", recording_distillation_loss)
+    monkeypatch.setattr(NetworkObjective, "loss", recording_loss)
+    monkeypatch.setattr(objective_module, "distillation_loss", recording_distillation_loss)
     run(image_data, {"kd": {"lam": [0.9], "tau": [3]}}, image_config(epochs=2, tau_squared=False),
         tmp_path / "kd", teacher=teacher_file)
 
@@ -656,7 +649,7 @@ def test_divergent_learning_rate_raises_floating_point_error(tmp_path, image_dat
 
 def test_non_finite_loss_in_a_later_epoch_names_it_and_keeps_the_last_good_one(
         tmp_path, image_data, teacher_file, monkeypatch):
-    real_loss = ImageObjective.loss
+    real_loss = NetworkObjective.loss
     calls = {"n": 0}
     steps_per_epoch = math.ceil(SIZES["train"] / 50)
 
@@ -665,7 +658,7 @@ def test_non_finite_loss_in_a_later_epoch_names_it_and_keeps_the_last_good_one(
         calls["n"] += 1
         return loss * math.nan if calls["n"] == steps_per_epoch + 2 else loss
 
-    monkeypatch.setattr(ImageObjective, "loss", poisoned)
+    monkeypatch.setattr(NetworkObjective, "loss", poisoned)
     out = tmp_path / "out"
     with pytest.raises(FloatingPointError) as error:
         run(image_data, KD_GRID, image_config(epochs=3), out, teacher=teacher_file)

@@ -2,7 +2,7 @@
 (index contents, seeding, every malformed-root error), the file-fed input pipeline (transforms,
 per-image seeds, workers, a corrupt file), and `train_imagenet` (a resnet18 teacher and a kd
 student on the CPU, exact resume, metrics for `aggregate`, teachers given as files, reloading
-through `trained.checkpoint_networks`)."""
+through `training.read_runs.checkpoint_networks`)."""
 from __future__ import annotations
 
 import shutil
@@ -15,14 +15,17 @@ import torch
 from conftest import assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json
 from image_folder import truncate, wnids, write_image_folder
 
-from partialkd import prepare, train_imagenet
-from partialkd.summary import summarise
-from partialkd.datasets import load_dataset
-from partialkd.image_training import ImageTrainConfig, Placement
-from partialkd.imagenet import MEAN, STD, FolderImages, InputSize, decode_path, prepare_imagenet
-from partialkd.loader_training import scores
-from partialkd.metrics import classification_metrics
-from partialkd.trained import checkpoint_networks
+from partialkd import prepare
+
+from partialkd import train_imagenet
+from partialkd.common.devices import Placement
+from partialkd.core.metrics import classification_metrics
+from partialkd.data.imagenet import MEAN, STD, FolderImages, InputSize, decode_path, prepare_imagenet
+from partialkd.data.prepared import load_dataset
+from partialkd.reporting.summary import summarise
+from partialkd.training.images import ImageTrainConfig
+from partialkd.training.loader import scores
+from partialkd.training.read_runs import checkpoint_networks
 
 K, TRAIN_PER_CLASS, VAL_PER_CLASS, VALID_PER_CLASS = 4, 6, 2, 1
 SIZE = InputSize(crop=24, resize=32)

@@ -14,7 +14,7 @@ import torch
 from image_folder import write_image_folder
 from workflow_copy import copy_workflow, snakemake
 
-from partialkd.image_models import build_image_model
+from partialkd.models.vision import build_image_model
 
 METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [4]},
            "kd_pt": {"lam": [0.9], "tau": [4]}, "kd_sim": {"lam": [0.9], "tau": [4], "alpha": [0.2]},

@@ -1,4 +1,4 @@
-"""Tests for the Penn Treebank trainer (partialkd.lm_models, partialkd.lm_training,
+"""Tests for the Penn Treebank trainer (partialkd.models.lstm, partialkd.training.lm,
 partialkd.train_lm) on a tiny generated text in Penn Treebank format: a Markov chain over 24
 words whose next word is predictable (perplexity about 2.6 at best), prepared by
 `ptb.prepare_ptb`, and the "tiny" LSTM (32 units, dropout 0.1). Everything runs on the CPU.
@@ -15,19 +15,20 @@ import torch.nn.functional as F
 from conftest import (assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json,
                       saved_dataset)
 
-import partialkd.lm_training as lm_training
+import partialkd.training.lm as lm_training
 import partialkd.train_lm as train_lm
-from partialkd.summary import summarise
-from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
-from partialkd.grid import Variant
-from partialkd.image_training import ImageObjective, Placement
-from partialkd.lm_models import ARCHITECTURES, build_lm, detach
-from partialkd.lm_training import LMTrainConfig, columns, lm_loop, split_logits, split_metrics, window_loss
-from partialkd.metrics import classification_metrics
-from partialkd.ptb import Texts, prepare_ptb
-from partialkd.targets import similarity_entropy
+from partialkd.common.devices import Placement
+from partialkd.core.grid import Variant
+from partialkd.core.metrics import classification_metrics
+from partialkd.core.targets import similarity_entropy
+from partialkd.data.prepared import Dataset, Split, load_dataset, save_dataset
+from partialkd.data.ptb import Texts, prepare_ptb
+from partialkd.models.lstm import ARCHITECTURES, build_lm, detach
+from partialkd.reporting.summary import summarise
 from partialkd.train_lm import run, seeded_lm
-from partialkd.trained import checkpoint_networks
+from partialkd.training.lm import LMTrainConfig, columns, lm_loop, split_logits, split_metrics, window_loss
+from partialkd.training.objective import NetworkObjective
+from partialkd.training.read_runs import checkpoint_networks
 
 CPU = Placement(torch.device("cpu"), bf16=False)
 WORDS = 24
@@ -104,7 +105,7 @@ def test_window_loss_gradient_is_that_of_the_explicit_kd_formula():
     teacher.requires_grad_(False)
     tokens = torch.randint(num_classes, (2 * steps + 1, batch))
     x, y = tokens[:-1], tokens[1:]
-    objective = ImageObjective(Variant("kd", lam, tau), teacher, None, num_classes, tau_squared=True)
+    objective = NetworkObjective(Variant("kd", lam, tau), teacher, None, num_classes, tau_squared=True)
     _, (state, teacher_state) = window_loss(student, objective, x[:steps], y[:steps], (None, None), CPU)
     loss, _ = window_loss(student, objective, x[steps:], y[steps:], (detach(state), teacher_state), CPU)
     params = list(student.parameters())
@@ -148,7 +149,7 @@ def test_split_logits_read_each_segment_in_order_with_carried_state(lm_data):
 def test_schedule_divides_the_lr_each_epoch_after_decay_after(lm_data):
     config = lm_config(lr=0.8, lr_decay=2.0, decay_after=2)
     model = build_lm("tiny", WORDS + 1)
-    objective = ImageObjective(Variant("ce", 0.0, 1.0), None, None, WORDS + 1, True)
+    objective = NetworkObjective(Variant("ce", 0.0, 1.0), None, None, WORDS + 1, True)
     loop = lm_loop(model, load_dataset(lm_data).splits, objective, config, torch.Generator(), CPU)
     lrs = []
     for _ in range(5):
@@ -183,7 +184,7 @@ def test_train_tokens_trains_on_a_prefix_of_the_stream(lm_data):
     train = splits["train"]
     changed = Split(torch.cat([train.x[:50], train.x[50:].flip(0)]),
                     torch.cat([train.labels[:50], train.labels[50:].flip(0)]))
-    objective = ImageObjective(Variant("ce", 0.0, 1.0), None, None, WORDS + 1, True)
+    objective = NetworkObjective(Variant("ce", 0.0, 1.0), None, None, WORDS + 1, True)
     trained = []
     for train_split in (train, changed):
         model = seeded_lm("tiny", WORDS + 1, 0)
@@ -310,7 +311,7 @@ def test_distilling_without_a_teacher_and_grids_of_several_variants_are_refused(
 
 
 def test_a_non_finite_loss_stops_the_run_with_advice(tmp_path, lm_data, monkeypatch):
-    monkeypatch.setattr(ImageObjective, "loss", lambda self, logits, *_: logits.sum() * math.nan)
+    monkeypatch.setattr(NetworkObjective, "loss", lambda self, logits, *_: logits.sum() * math.nan)
     with pytest.raises(FloatingPointError, match="non-finite in epoch 1"):
         run(lm_data, {"ce": {}}, lm_config(), tmp_path / "out")
 

@@ -14,8 +14,8 @@ from test_targets import example_target, gen, random_batch  # sibling test modul
 from torch import Tensor
 from torch.testing import assert_close
 
-from partialkd.losses import distillation_loss, loss_gradient, rescaling_factor
-from partialkd.targets import TARGETS
+from partialkd.core.losses import distillation_loss, loss_gradient, rescaling_factor
+from partialkd.core.targets import TARGETS
 
 N, K = 6, 5
 LAM = 0.7

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 from partialkd import report
-from partialkd.summary import SCORES
 from partialkd.claims import procedure_text
 from partialkd.latex import build_pdf, find_engine
-from partialkd.latex_text import escape, inline
 from partialkd.report import (ANALYSIS_CAPTIONS, FOREST_CAPTION, TOPK_CAPTION, condition_label, figure_kind,
-                             topk_caption)
-from partialkd.tables import effect_range, to_latex, to_markdown
+                              topk_caption)
+from partialkd.reporting.latex_text import escape, inline
+from partialkd.reporting.summary import SCORES
+from partialkd.reporting.tables import effect_range, to_latex, to_markdown
 from test_report import CIFAR, cifar_rows
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from local_server import UNREACHABLE, clear_proxies, serve
-from partialkd import ptb
-from partialkd.datasets import load_dataset
+from partialkd.data import ptb
+from partialkd.data.prepared import load_dataset
+from partialkd.data.ptb import EOS, load_texts, prepare_ptb
 from partialkd.prepare import main
-from partialkd.ptb import EOS, load_texts, prepare_ptb
 from ptb_files import checksums, fake_texts, file_name, write_files, write_package
 
 TEXTS = fake_texts()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from ptb_files import checksums, fake_texts, write_files
-from workflow_copy import copy_workflow, snakemake
+from workflow_copy import check_code_edits, copy_workflow, snakemake
 
 METHODS = {"ce": {}, "ls": {"lam": [0.1, 0.2], "tau": [1]}, "kd": {"lam": [0.9], "tau": [2]},
            "kd_pt": {"lam": [0.9], "tau": [2]}, "kd_sim": {"lam": [0.9], "tau": [2], "alpha": [0.3]},
@@ -82,6 +82,12 @@ def test_a_corrupt_file_is_refused_by_its_checksum(tmp_path: Path) -> None:
     log = (tmp_path / "logs/ptb/data.log").read_text()
     assert "ptb.valid.txt" in log and "MD5" in log
     assert not (tmp_path / "results/ptb/data/data.pt").exists()
+
+
+def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished: Path) -> None:
+    """Issue 14: every Penn Treebank training job runs the LSTM code, none the image networks'."""
+    check_code_edits(finished, ("models/vision.py", "training/images.py", "data/synthetic.py"),
+                     {"ptb_teacher", "ptb_student"}, related=("models/lstm.py", "training/lm.py"))
 
 
 def test_second_run_has_nothing_to_do(finished: Path) -> None:

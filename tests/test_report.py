@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from partialkd.summary import SCORES
-from partialkd.document import Figure, Heading, Paragraph, TableBlock
 from partialkd.report import (FOREST_CAPTION, Report, edge_selections, overview_html, parameter_differences,
                               replicate_label, students_text)
-from partialkd.style import VERDICT_MARKS
-from partialkd.tables import (accuracy_table, pair_sim_degeneracy_table, pair_table, selected_variants,
-                              sim_degeneracy_table, to_markdown)
+from partialkd.reporting.document import Figure, Heading, Paragraph, TableBlock
+from partialkd.reporting.style import VERDICT_MARKS
+from partialkd.reporting.summary import SCORES
+from partialkd.reporting.tables import (accuracy_table, pair_sim_degeneracy_table, pair_table,
+                                        selected_variants, sim_degeneracy_table, to_markdown)
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:

@@ -12,18 +12,10 @@ import torch
 from matplotlib.image import imread
 from torch import Tensor
 
-from partialkd.grid import Variant
-from partialkd.rescaling import (
-    X_LABEL,
-    Y_LABEL,
-    binned_rescaling,
-    check_agreement,
-    per_example_rescaling,
-    rescaling_figure,
-    robust_limits,
-    spearman,
-)
-from partialkd.style import save_figure
+from partialkd.analysis.rescaling import (X_LABEL, Y_LABEL, binned_rescaling, check_agreement,
+                                          per_example_rescaling, rescaling_figure, robust_limits, spearman)
+from partialkd.core.grid import Variant
+from partialkd.reporting.style import save_figure
 
 N, K = 200, 7
 METHODS = ("kd", "kd_pt", "ls")
@@ -115,7 +107,7 @@ def test_examples_computed_in_chunks_give_the_same_frame(monkeypatch: pytest.Mon
     student, teacher, labels = random_logits(1), random_logits(2), random_labels(3)
     student[[4, 150], labels[[4, 150]]] = 40.0  # dropped examples in two different chunks
     whole = per_example_rescaling(student, teacher, labels, Variant("kd", 0.9, 4.0))
-    monkeypatch.setattr("partialkd.rescaling.CHUNK_EXAMPLES", 64)
+    monkeypatch.setattr("partialkd.analysis.rescaling.CHUNK_EXAMPLES", 64)
     chunked = per_example_rescaling(student, teacher, labels, Variant("kd", 0.9, 4.0))
     pd.testing.assert_frame_equal(chunked, whole)
     assert chunked.attrs == whole.attrs and whole.attrs["dropped"] == 2

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from partialkd.synthetic import SyntheticWorld, bayes_accuracy, make_world, sample
+from partialkd.data.synthetic import SyntheticWorld, bayes_accuracy, make_world, sample
 
 GAMMAS = (0.0, 0.3, 0.6, 0.9)
 # Pilot sizes and link constants from NOTES §3.

@@ -11,15 +11,9 @@ import torch
 from torch import Tensor
 from torch.testing import assert_close
 
-from partialkd import targets
-from partialkd.methods import SIMILARITY_TARGETS
-from partialkd.targets import (
-    TARGETS,
-    build_target,
-    class_similarity,
-    method_params,
-    similarity_entropy,
-)
+from partialkd.core import targets
+from partialkd.core.methods import SIMILARITY_TARGETS
+from partialkd.core.targets import TARGETS, build_target, class_similarity, method_params, similarity_entropy
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""`partialkd.trained`: every track's checkpoints load as networks that score as they did in training."""
+"""`partialkd.training.read_runs`: every track's checkpoints load as networks that score as they did in training."""
 from __future__ import annotations
 
 import copy
@@ -18,13 +18,14 @@ import partialkd.train_imagenet as train_imagenet
 import partialkd.train_images as train_images
 import partialkd.train_lm as train_lm
 from partialkd import prepare
-from partialkd.datasets import Split, as_features, load_dataset, save_dataset
-from partialkd.image_models import classifier
-from partialkd.image_training import DeviceImages, ImageTrainConfig, Placement, predict
-from partialkd.imagenet import FolderImages, InputSize
-from partialkd.lm_training import split_logits
-from partialkd.metrics import classification_metrics
-from partialkd.trained import checkpoint_networks, teacher_network
+from partialkd.common.devices import Placement
+from partialkd.core.metrics import classification_metrics
+from partialkd.data.imagenet import FolderImages, InputSize
+from partialkd.data.prepared import Split, as_features, load_dataset, save_dataset
+from partialkd.models.vision import classifier
+from partialkd.training.images import DeviceImages, ImageTrainConfig, predict
+from partialkd.training.lm import split_logits
+from partialkd.training.read_runs import checkpoint_networks, teacher_network
 
 CPU = Placement(torch.device("cpu"), bf16=False)
 

@@ -1,4 +1,4 @@
-"""Tests for the training loop and the training command (partialkd.training, partialkd.train).
+"""Tests for the training loop and the training command (partialkd.training.engine, partialkd.train).
 
 Covers determinism, paired initialisation, stacking invariance, exact resume (in-process and
 after a real SIGKILL), refusal of foreign / corrupt files, the non-finite-loss guard, the
@@ -30,21 +30,20 @@ from conftest import (
     tiny_config,
 )
 
-import partialkd.models as models_module
-import partialkd.training as training_module
-from partialkd.summary import summarise
-from partialkd.datasets import Dataset, Split, load_dataset, save_dataset
-from partialkd.metrics import ECE_BINS, classification_metrics
-from partialkd.models import StackedMLP
-from partialkd.prepare import synthetic_dataset
-from partialkd.seeds import derived_seed
-from partialkd.tables import sim_degeneracy_table
-from partialkd.methods import SIMILARITY_TARGETS
-from partialkd.targets import similarity_entropy
-from partialkd.teachers import build_model
-from partialkd.models import INIT_SEED
+import partialkd.models.mlp as models_module
+import partialkd.training.engine as engine_module
+import partialkd.training.stacked as stacked_module
+from partialkd.common.seeds import derived_seed
+from partialkd.core.methods import SIMILARITY_TARGETS
+from partialkd.core.metrics import ECE_BINS, classification_metrics
+from partialkd.core.targets import similarity_entropy
+from partialkd.data.prepared import Dataset, Split, load_dataset, save_dataset
+from partialkd.data.synthetic import synthetic_dataset
+from partialkd.models.mlp import INIT_SEED, StackedMLP, recorded_stack
+from partialkd.reporting.summary import summarise
+from partialkd.reporting.tables import sim_degeneracy_table
 from partialkd.train import run
-from partialkd.trained import teacher_network
+from partialkd.training.read_runs import teacher_network
 
 KD_GRID: dict[str, dict[str, list]] = {"ce": {}, "kd": {"lam": [0.5], "tau": [2]}}
 
@@ -303,7 +302,7 @@ def test_divergent_learning_rate_raises_floating_point_error(tmp_path, data_path
 def test_non_finite_loss_names_only_the_bad_variant(tmp_path, data_path, monkeypatch):
     """A NaN in variant 1 from the second epoch on: the error names it, the epoch, and the last
     good epoch stays in the resume checkpoint."""
-    real_loss = training_module.distillation_loss
+    real_loss = stacked_module.distillation_loss
     calls = {"n": 0}
     steps_per_epoch = math.ceil(TINY_WORLD["sizes"]["train"] / 64)
 
@@ -316,7 +315,7 @@ def test_non_finite_loss_names_only_the_bad_variant(tmp_path, data_path, monkeyp
             losses = torch.where(bad, torch.full_like(losses, math.nan), losses)
         return losses
 
-    monkeypatch.setattr(training_module, "distillation_loss", poisoned)
+    monkeypatch.setattr(stacked_module, "distillation_loss", poisoned)
     grid = {"ce": {}, "ls": {"lam": [0.3, 0.6], "tau": [1]}}
     with pytest.raises(FloatingPointError) as error:
         run(data_path, grid, tiny_config(batch_size=64), tmp_path / "out")
@@ -399,7 +398,7 @@ def test_sim_variants_record_how_uniform_their_similarity_rows_are(student_run, 
 def test_best_epoch_is_the_first_epoch_with_the_highest_validation_accuracy(tmp_path, data_path,
                                                                            monkeypatch):
     """Record the per-epoch validation accuracy the loop computes and check the selection."""
-    real_valid_accuracy = training_module._valid_accuracy
+    real_valid_accuracy = stacked_module._valid_accuracy
     per_epoch: list[torch.Tensor] = []
     epochs = 6
 
@@ -408,7 +407,7 @@ def test_best_epoch_is_the_first_epoch_with_the_highest_validation_accuracy(tmp_
         per_epoch.append(result.clone())
         return result
 
-    monkeypatch.setattr(training_module, "_valid_accuracy", recording)
+    monkeypatch.setattr(stacked_module, "_valid_accuracy", recording)
     grid = {"ce": {}, "ls": {"lam": [0.2, 0.6, 0.9], "tau": [1]}}
     # A small subset and a wide hidden layer overfit: some variants peak before the last epoch.
     config = tiny_config(epochs=epochs, lr=0.05, hidden=(32,), batch_size=16, train_size=100)
@@ -431,7 +430,7 @@ def test_saved_weights_reproduce_the_reported_metrics(student_run, data_path):
                                   if k not in ("label", "sim_entropy", "best", "last")}
                                  for variant in metrics["variants"]]
     dataset = load_dataset(data_path)
-    model = build_model(saved["arch"])
+    model = recorded_stack(saved["arch"])
     for state, when in (("final_state", "last"), ("best_state", "best")):
         model.load_state_dict(saved[state])
         with torch.no_grad():
@@ -552,7 +551,7 @@ def test_weights_memo_recomputes_after_every_change_of_a_weight_or_buffer():
     """A value is reused while no parameter or buffer changed, and recomputed after an optimiser
     step, a batch-norm forward in training mode and load_state_dict."""
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
-    memo = training_module.WeightsMemo(model)
+    memo = engine_module.WeightsMemo(model)
     computed = []
 
     def score() -> int:

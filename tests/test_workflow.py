@@ -15,7 +15,8 @@ import yaml
 
 from partialkd.latex import find_engine
 from test_paper import latex_problems
-from workflow_copy import TINY, copy_workflow, deep_merge, snakemake
+from workflow_copy import (TINY, check_code_edits, copy_workflow, deep_merge, planned_after_edit, planned_rules,
+                           snakemake)
 
 
 @pytest.fixture(scope="module")
@@ -132,27 +133,20 @@ def test_snakemake_report_gives_html_with_captions(finished_workflow: Path, tmp_
     assert text.count("claims at a glance, synthetic") == 1
 
 
-def planned_rules(dry_run: subprocess.CompletedProcess[str]) -> set[str]:
-    """The rules of the jobs a dry run plans, from its job statistics."""
-    assert dry_run.returncode == 0, dry_run.stderr[-3000:]
-    stats = (dry_run.stdout + dry_run.stderr).split("Job stats:")[1].split("total")[0]
-    return set(re.findall(r"^(\w+)\s+\d+$", stats, flags=re.MULTILINE))
-
-
 def test_redrawing_after_a_style_or_figure_parameter_change_retrains_nothing(finished_workflow: Path) -> None:
-    style = finished_workflow / "src/partialkd/style.py"
-    original = style.read_text()
-    style.write_text(original + "# a style edit\n")
-    try:
-        restyled = planned_rules(snakemake(finished_workflow, "--configfile", "tiny.yaml", "--dry-run"))
-    finally:
-        style.write_text(original)
+    restyled = set(planned_after_edit(finished_workflow, "reporting/style.py", "--configfile", "tiny.yaml"))
     (finished_workflow / "tiny_se.yaml").write_text(yaml.safe_dump(deep_merge(TINY, {"figures": {"error_bars": "se"}})))
     replotted = planned_rules(snakemake(finished_workflow, "--configfile", "tiny_se.yaml", "--dry-run"))
     for plan in (restyled, replotted):
         assert not [rule for rule in plan if re.search("dataset|teacher|student", rule)], plan
     assert {"track_figure", "synthetic_analysis", "report"} <= restyled
     assert replotted - {"paper_pdf", "all"} == {"track_figure", "report"}
+
+
+def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished_workflow: Path) -> None:
+    """Issue 14: no synthetic job runs the LSTM or image-network code; every training job runs the loss."""
+    check_code_edits(finished_workflow, ("training/lm.py", "models/lstm.py", "training/images.py", "models/vision.py"),
+                     {"synthetic_teacher", "synthetic_student_stack"})
 
 
 def test_the_default_params_plan_all_five_tracks(tmp_path: Path) -> None:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -81,3 +83,53 @@ def write_params(workdir: Path, overrides: dict) -> None:
     """params.yaml = the repository's params.yaml with `overrides` merged in."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     (workdir / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, overrides), sort_keys=False))
+
+
+def planned_jobs(dry_run: subprocess.CompletedProcess[str]) -> Counter[str]:
+    """The number of jobs per rule that a dry run plans, from its job statistics (none when it has
+    nothing to do)."""
+    assert dry_run.returncode == 0, dry_run.stderr[-3000:]
+    output = dry_run.stdout + dry_run.stderr
+    if "Job stats:" not in output:
+        assert "Nothing to be done" in output, output[-3000:]
+        return Counter()
+    stats = output.split("Job stats:")[1].split("total")[0]
+    return Counter({rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.MULTILINE)})
+
+
+def planned_rules(dry_run: subprocess.CompletedProcess[str]) -> set[str]:
+    """The rules of the jobs a dry run plans."""
+    return set(planned_jobs(dry_run))
+
+
+def planned_after_edit(workdir: Path, module: str, *args: str) -> Counter[str]:
+    """The jobs a dry run (`args`: its options) plans after a comment line is appended to the
+    package file src/partialkd/`module`; the file is restored afterwards. Snakemake compares an
+    input's contents, not only its time, so the edit must change the text."""
+    path = workdir / "src/partialkd" / module
+    original = path.read_text()
+    path.write_text(original + "# an edit\n")
+    try:
+        return planned_jobs(snakemake(workdir, "--dry-run", *args))
+    finally:
+        path.write_text(original)
+
+
+def training_jobs(workdir: Path, *args: str) -> Counter[str]:
+    """Every data, teacher and student job of the workflow, as a forced dry run plans them."""
+    jobs = planned_jobs(snakemake(workdir, "--dry-run", "--forceall", *args))
+    return Counter({rule: count for rule, count in jobs.items() if re.search("teacher|student", rule)})
+
+
+def check_code_edits(workdir: Path, unrelated: tuple[str, ...], training_rules: set[str],
+                     related: tuple[str, ...] = ()) -> None:
+    """Issue 14, in a finished tiny workflow: a comment added to any `unrelated` package module
+    plans no job; one added to the loss, or to any `related` module, plans every training job
+    again (their rules: `training_rules`)."""
+    for module in unrelated:
+        assert not planned_after_edit(workdir, module, "--configfile", "tiny.yaml"), module
+    every = training_jobs(workdir, "--configfile", "tiny.yaml")
+    assert set(every) == training_rules
+    for module in ("core/losses.py", *related):
+        replanned = planned_after_edit(workdir, module, "--configfile", "tiny.yaml")
+        assert {rule: replanned[rule] for rule in every} == every, module

@@ -1,13 +1,13 @@
 """Collect runs' metrics.json into one table: `python -m partialkd.aggregate RUN... --out summary.csv`
-(the table: `partialkd.summary`), with `--metrics-out` the mean test scores DVC compares and
+(the table: `partialkd.reporting.summary`), with `--metrics-out` the mean test scores DVC compares and
 with `--selected-out` the selected students' rows alone."""
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from partialkd.io import save_json
-from partialkd.summary import SCORES, headline_metrics, selected_students, summarise, write_csv
+from partialkd.common.io import save_json
+from partialkd.reporting.summary import SCORES, headline_metrics, selected_students, summarise, write_csv
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,7 +15,7 @@ examples kept and `dropped`. `q_from` names the student whose q enters w_t: "sel
 method's own student; two fixed references, so that w_t varies with the teacher's confidence
 only (C10 as the paper means it): "ce", the ce student of the same seed (absent for a seed
 without a ce student), and "init", the seed's student at initialisation (the weights every
-method of the seed starts from, rebuilt by `trained.initial_state`). STEM_rescaling draws the
+method of the seed starts from, rebuilt by `training.read_runs.initial_state`). STEM_rescaling draws the
 three views side by side.
 The students are the summary's selected rows (each method's validation-selected grid point per
 seed) taught by NAME or by no teacher, at their best-on-validation weights; the examples are the
@@ -40,15 +40,16 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from partialkd.summary import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
-from partialkd.cli import positive_int
-from partialkd.datasets import Dataset, Split, first_examples, load_dataset
-from partialkd.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
-                                similarity_heatmaps)
-from partialkd.io import save_json
-from partialkd.rescaling import check_agreement, per_example_rescaling, rescaling_figure, spearman
-from partialkd.style import save_figure
-from partialkd.trained import Network, checkpoint_networks, file_teacher_network, teacher_network
+from partialkd.analysis.geometry import (block_contrast, correlation_bars, cosine_matrix, matrix_correlation,
+                                         similarity_heatmaps)
+from partialkd.analysis.rescaling import check_agreement, per_example_rescaling, rescaling_figure, spearman
+from partialkd.common.io import save_json
+from partialkd.data.prepared import Dataset, Split, first_examples, load_dataset
+from partialkd.reporting.style import save_figure
+from partialkd.reporting.summary import (NO_TEACHER, of_replicate, parse_replicate, replicate_meta,
+                                         selected_students)
+from partialkd.training.cli import positive_int
+from partialkd.training.read_runs import Network, checkpoint_networks, file_teacher_network, teacher_network
 
 RESCALING_METHODS = ("ls", "kd", "kd_pt")  # kd and kd_pt rescale alike; ls is the baseline
 GEOMETRY_METHODS = ("ce", "ls", "kd_sim", "kd", "kd_pt_sim")

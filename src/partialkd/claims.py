@@ -42,8 +42,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from partialkd.summary import ACCURACY, NO_TEACHER, REPLICATES, SCORES, Score, seed_columns, selected_students
-from partialkd.io import save_json
+from partialkd.common.io import save_json
+from partialkd.reporting.summary import (ACCURACY, NO_TEACHER, REPLICATES, SCORES, Score, seed_columns,
+                                         selected_students)
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
 CORRECTIONS = ("bonferroni", "none")

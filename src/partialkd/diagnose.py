@@ -50,18 +50,17 @@ import seaborn as sns
 import torch
 from torch import Tensor
 
-from partialkd.summary import NO_TEACHER, of_replicate, parse_replicate, replicate_meta, selected_students
-from partialkd.cli import positive_int
-from partialkd.datasets import Dataset, Split, first_examples, load_dataset
-from partialkd.geometry import similarity_heatmaps, teacher_probability_correlation
-from partialkd.image_models import build_image_model
-from partialkd.io import save_json
-from partialkd.torch_files import load_torch
-from partialkd.lm_models import build_lm
-from partialkd.metrics import accuracy
-from partialkd.style import COLUMN_WIDTH_IN, apply_style, save_figure
-from partialkd.teachers import ORACLE, build_model
-from partialkd.trained import Network, file_teacher_network, teacher_network
+from partialkd.analysis.geometry import similarity_heatmaps, teacher_probability_correlation
+from partialkd.common.io import save_json
+from partialkd.common.torch_files import load_torch
+from partialkd.core.metrics import accuracy
+from partialkd.data.prepared import Dataset, Split, first_examples, load_dataset
+from partialkd.reporting.style import COLUMN_WIDTH_IN, apply_style, save_figure
+from partialkd.reporting.summary import (NO_TEACHER, of_replicate, parse_replicate, replicate_meta,
+                                         selected_students)
+from partialkd.training.cli import positive_int
+from partialkd.training.read_runs import Network, file_teacher_network, network_parameters, teacher_network
+from partialkd.training.teachers import ORACLE
 
 SPLIT = "valid"
 DEFAULT_TAUS = (1.0, 4.0, 16.0)  # low, KD's usual, high
@@ -94,16 +93,8 @@ def checkpoint_identity(source: str | Path) -> tuple[str | None, int | None, int
         return None, None, None
     checkpoint = load_torch(source, "teacher checkpoint")
     arch, epochs = checkpoint["arch"], checkpoint["fingerprint"]["config"]["epochs"]
-    if arch.get("family") in ("image", "imagenet"):
-        return arch["name"], _parameters(build_image_model(arch["name"], arch["num_classes"])), epochs
-    if arch.get("family") == "lm":
-        return arch["name"], _parameters(build_lm(arch["name"], arch["num_classes"])), epochs
-    name = "-".join(["mlp", *(str(width) for width in arch["hidden"])])
-    return name, _parameters(build_model(arch)) // arch["num_models"], epochs
-
-
-def _parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    name = arch["name"] if arch.get("family") is not None else "-".join(["mlp", *map(str, arch["hidden"])])
+    return name, network_parameters(arch), epochs
 
 
 def load_teacher(source: str, dataset: Dataset, file: Mapping[str, Any] | None
@@ -118,7 +109,7 @@ def load_teacher(source: str, dataset: Dataset, file: Mapping[str, Any] | None
     else:
         network = file_teacher_network(source, dataset, **file)
         method, architecture, epochs = FILE_TEACHER, file["arch"], None
-        parameters = _parameters(build_image_model(architecture, dataset.num_classes))
+        parameters = network_parameters({"family": "image", "name": architecture, "num_classes": dataset.num_classes})
     return network, {"method": method, "architecture": architecture, "parameters": parameters,
                      "epochs": epochs}
 

@@ -19,9 +19,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 from matplotlib.transforms import blended_transform_factory
 
-from partialkd.summary import ACCURACY, SCORES, Score, seed_columns, selected_students
-from partialkd.style import (COLUMN_WIDTH_IN, MARGIN_COLOR, METHOD_COLORS, METHOD_MARKERS, VERDICT_MARKS,
-                             apply_style, ordered_methods, save_figure, score_label)
+from partialkd.reporting.style import (COLUMN_WIDTH_IN, MARGIN_COLOR, METHOD_COLORS, METHOD_MARKERS,
+                                       VERDICT_MARKS, apply_style, ordered_methods, save_figure, score_label)
+from partialkd.reporting.summary import ACCURACY, SCORES, Score, seed_columns, selected_students
 
 BASELINE = "ce"
 ERROR_BARS = {"sd": "sd", "se": "se", "ci95": ("ci", 95)}  # seaborn's names for each spread

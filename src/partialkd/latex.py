@@ -1,5 +1,5 @@
 """The PDF build of paper/main.tex with the first LaTeX engine found on PATH (the text it
-typesets is escaped by `partialkd.latex_text`).
+typesets is escaped by `partialkd.reporting.latex_text`).
 
 `python -m partialkd.latex paper/main.tex --out paper/main.pdf --build-dir paper/generated/build`
 """

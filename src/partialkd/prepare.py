@@ -6,30 +6,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import torch
-
-from partialkd import synthetic
-from partialkd.datasets import SPLITS, Dataset, Split, save_dataset
-from partialkd.seeds import derived_seed
-
-
-def synthetic_dataset(*, gamma: float, num_classes: int, num_groups: int, dim: int, beta: float,
-                      link_a: Sequence[float], link_b: Sequence[float], world_seed: int,
-                      sizes: dict[str, int]) -> Dataset:
-    """Sample the splits of one world; the same `world_seed` gives the same x for every γ."""
-    world = synthetic.make_world(num_classes=num_classes, num_groups=num_groups, dim=dim,
-                                 gamma=gamma, beta=beta, link_a=link_a, link_b=link_b,
-                                 seed=world_seed)
-    splits = {}
-    for index, name in enumerate(SPLITS):
-        generator = torch.Generator().manual_seed(derived_seed(world_seed, index))
-        drawn = synthetic.sample(world, sizes[name], generator)
-        splits[name] = Split(drawn.x, drawn.labels, drawn.posterior)
-    bayes = float(splits["test"].posterior.max(dim=1).values.mean())
-    meta = {"track": "synthetic", "gamma": gamma, "bayes_test_accuracy": bayes, "beta": beta, "dim": dim,
-            "num_groups": num_groups, "link_a": list(link_a), "link_b": list(link_b),
-            "world_seed": world_seed, "sizes": dict(sizes)}
-    return Dataset(splits, num_classes, world.groups, world.templates.float(), meta)
+from partialkd.data.prepared import SPLITS, Dataset, save_dataset
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -88,7 +65,7 @@ def _add_sources(track: argparse.ArgumentParser, files: str, url: str) -> None:
 
 
 def _add_fashion_mnist(tracks: argparse._SubParsersAction) -> None:
-    from partialkd import fashion_mnist as fm  # here: a track's step imports its own module only
+    from partialkd.data import fashion_mnist as fm  # here: a track's step imports its own module only
 
     track = tracks.add_parser("fashion_mnist", help="Fashion-MNIST; valid held out from its training set")
     _add_sources(track, "the four IDX files (NAME.gz or NAME)", fm.URL)
@@ -103,7 +80,7 @@ def _add_fashion_mnist(tracks: argparse._SubParsersAction) -> None:
 
 
 def _add_ptb(tracks: argparse._SubParsersAction) -> None:
-    from partialkd import ptb
+    from partialkd.data import ptb
 
     track = tracks.add_parser("ptb", help="Penn Treebank as next-token classification")
     _add_sources(track, ", ".join(ptb.FILES.values()), ptb.URL)
@@ -142,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (OSError, ValueError) as error:
             sys.exit(f"prepare {args.track}: {error}")
     else:
+        from partialkd.data.synthetic import synthetic_dataset  # here: a track's step imports its own module only
+
         dataset = synthetic_dataset(
             gamma=args.gamma, num_classes=args.num_classes, num_groups=args.num_groups, dim=args.dim,
             beta=args.beta, link_a=args.link_a, link_b=args.link_b, world_seed=args.world_seed,
@@ -150,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _cifar100(args: argparse.Namespace) -> Dataset:
-    from partialkd import cifar100  # here: a track's step imports its own module only
+    from partialkd.data import cifar100  # here: a track's step imports its own module only
 
     file_md5s = _md5s(cifar100.FILE_MD5, args.file_md5, "--file-md5")
     data = cifar100.load(args.archive, args.torchvision_root, args.url, args.md5, file_md5s,
@@ -159,7 +138,7 @@ def _cifar100(args: argparse.Namespace) -> Dataset:
 
 
 def _fashion_mnist(args: argparse.Namespace) -> Dataset:
-    from partialkd import fashion_mnist as fm
+    from partialkd.data import fashion_mnist as fm
 
     md5s = _md5s(fm.MD5, args.md5)
     source = fm.locate(args.download_dir, args.dir, None if args.no_debian else args.debian_dir,
@@ -169,7 +148,7 @@ def _fashion_mnist(args: argparse.Namespace) -> Dataset:
 
 
 def _ptb(args: argparse.Namespace) -> Dataset:
-    from partialkd import ptb
+    from partialkd.data import ptb
 
     texts = ptb.load_texts(args.download_dir, args.dir, None if args.no_package else ptb.PACKAGE,
                            args.url, _md5s(ptb.MD5, args.md5), download=not args.no_download)
@@ -177,7 +156,7 @@ def _ptb(args: argparse.Namespace) -> Dataset:
 
 
 def _imagenet(args: argparse.Namespace) -> Dataset:
-    from partialkd import imagenet  # here: a track's step imports its own module only
+    from partialkd.data import imagenet  # here: a track's step imports its own module only
 
     return imagenet.prepare_imagenet(args.root, args.valid_per_class, args.split_seed, args.check_headers)
 

@@ -29,21 +29,19 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from partialkd.summary import ACCURACY, SCORES, Score
-from partialkd.document import (Block, Bullet, Bullets, Code, Figure, Heading, Paragraph, TableBlock,
-                                render_latex, render_markdown)
-from partialkd.io import atomic_write
-from partialkd.provenance import provenance
-from partialkd.reference import PEERS_TRAIN_IMAGES
-from partialkd.style import ERROR_BAR_CAPTIONS, VERDICT_MARKS, score_label
-from partialkd.tables import (DELTA_OURS, DELTA_PEERS, PEAK, Table, accuracy_table, claims_table,
-                              pair_sim_degeneracy_table, pair_table, selected_variants,
-                              sim_degeneracy_table, students_of)
+from partialkd.common.io import atomic_write
+from partialkd.common.provenance import provenance
+from partialkd.plan.tracks import SYNTHETIC, TRACKS
+from partialkd.reporting.document import (Block, Bullet, Bullets, Code, Figure, Heading, Paragraph,
+                                          TableBlock, render_latex, render_markdown)
+from partialkd.reporting.reference import PEERS_TRAIN_IMAGES
+from partialkd.reporting.style import ERROR_BAR_CAPTIONS, VERDICT_MARKS, score_label
+from partialkd.reporting.summary import ACCURACY, SCORES, Score
+from partialkd.reporting.tables import (DELTA_OURS, DELTA_PEERS, PEAK, Table, accuracy_table, claims_table,
+                                        pair_sim_degeneracy_table, pair_table, selected_variants,
+                                        sim_degeneracy_table, students_of)
 
 TITLE = "Reproduction report: Understanding and Improving Knowledge Distillation"
-TRACK_TITLES = {"synthetic": "Synthetic study (NOTES §3)", "cifar100": "CIFAR-100 (NOTES §4)",
-                "fashion_mnist": "Fashion-MNIST (NOTES §4)", "ptb": "Penn Treebank (NOTES §4)",
-                "imagenet": "ImageNet (NOTES §4)"}
 
 ANALYSIS_CAPTIONS = {
     "rescaling": "gradient rescaling w_t (the true-class gradient of the loss divided by CE's) "
@@ -95,7 +93,7 @@ def forest_caption(track: str, claims: dict[str, Any]) -> str:
     level = (f"1 − α/m for a claim of m parts, α = {alpha} (Bonferroni)" if claims["correction"] == "bonferroni"
              else f"{claims['confidence']:g} (no correction)")
     lead = f" ({claims['scope']}; those beside them are in the tables below)" if claims.get("beside") else ""
-    return (f"{TRACK_TITLES[track]}, the claims at a glance{lead}: {FOREST_CAPTION}. Level: {level}; "
+    return (f"{TRACKS[track].title}, the claims at a glance{lead}: {FOREST_CAPTION}. Level: {level}; "
             f"margin δ = {claims['margin']:g}{SCORES[claims.get('metric', 'acc')].unit}")
 
 
@@ -300,7 +298,7 @@ class Report:
             "and C12 use the teachers' diagnoses: the students that a label-smoothed or a larger "
             "teacher produces, and how concentrated each teacher's confidence p_t is.")]
         for track, claims in claims_by_track.items():
-            blocks += [Heading(3, TRACK_TITLES[track]), *self.claim_set(track, "claims", claims)]
+            blocks += [Heading(3, TRACKS[track].title), *self.claim_set(track, "claims", claims)]
             for beside in claims.get("beside", []):
                 who = "_".join(filter(None, (beside["teacher"], beside["student"])))
                 blocks += [Heading(4, f"Beside them: {beside['scope']}"),
@@ -331,7 +329,7 @@ class Report:
         summary = lead_student_rows(summary, self.params["synthetic"])
         students = students_text("synthetic", self.params)
         return [
-            Heading(2, TRACK_TITLES["synthetic"]),
+            Heading(2, TRACKS[SYNTHETIC].title),
             self.table(Table("synthetic/accuracy", "test accuracy (%, expected accuracy under the "
                              "Bayes posterior) of the best-on-validation checkpoint, mean ± sd over "
                              f"{students}, {lead_student_text(self.params['synthetic'])} of the "
@@ -359,7 +357,7 @@ class Report:
         valid = (f"held-out {data['valid_size']} training images" if "valid_size" in data
                  else f"held-out {data['valid_per_class']} training images per class"
                  if "valid_per_class" in data else "the validation split")
-        blocks: list[Block] = [Heading(2, TRACK_TITLES[track]), Paragraph(
+        blocks: list[Block] = [Heading(2, TRACKS[track].title), Paragraph(
             f"The {score.label} per teacher → student pair"
             f"{' (lower is better)' if score.lower_is_better else ''}: the teacher, then each "
             "student method at its validation-selected grid point (per seed), mean ± sd over up to "
@@ -539,7 +537,7 @@ def forest_html(track: str, claims: dict[str, Any], png: Path) -> str:
     """A track's forest plot, embedded as a data URI (the report stays one file), with its scope."""
     uri = f"data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}"
     return (f'<figure><img src="{uri}" alt="claims at a glance, {html.escape(track)}">'
-            f"<figcaption>{html.escape(TRACK_TITLES[track])}, the claims at a glance: "
+            f"<figcaption>{html.escape(TRACKS[track].title)}, the claims at a glance: "
             f"{inline_html(claims['scope'])}</figcaption></figure>")
 
 
@@ -584,8 +582,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     tracks = [track for track, _, _ in args.track]
     for track in tracks:
-        if track not in TRACK_TITLES:
-            parser.error(f"--track {track}: unknown track (known: {', '.join(TRACK_TITLES)})")
+        if track not in TRACKS:
+            parser.error(f"--track {track}: unknown track (known: {', '.join(TRACKS)})")
     if len(set(tracks)) < len(tracks):
         parser.error(f"--track given twice for one track: {' '.join(tracks)}")
     for track, *pngs in args.figures:

@@ -19,7 +19,7 @@ count as waiting; a Snakemake killed outright leaves its lock, and its jobs read
 `snakemake --unlock`); waiting otherwise. A job belongs to the track of its `track` wildcard, else
 of its rule's prefix (`synthetic_`, `ptb_`, ...: the `tracks` of the configuration), else to
 "report/analyses". A running job's epoch and speed come from the last progress line that the
-trainers (partialkd.training) write to its log. The time left is, for each rule, the mean time
+trainers (partialkd.training.engine) write to its log. The time left is, for each rule, the mean time
 of its finished jobs (their `benchmark:` files, column `s`) times its jobs left, summed and
 divided by the jobs run at a time (`--cores`, else `--jobs`, else 1; at most the jobs counted).
 """

@@ -2,7 +2,7 @@
 
 A teacher is a run with the grid {"ce": {}} and no teacher; students get `--teacher` (a
 teacher run's model.pt, or 'oracle') and a grid of methods, trained together as one stacked
-model. Outputs in `--out-dir`: the run directory (`partialkd.run_directory`: `model.pt` and
+model. Outputs in `--out-dir`: the run directory (`partialkd.training.run_directory`: `model.pt` and
 `metrics.json`) and, while running, `resume.pt`.
 """
 from __future__ import annotations
@@ -17,17 +17,17 @@ from typing import Any
 
 import torch
 
-from partialkd.cli import parse_tag
-from partialkd.datasets import Dataset, Split, as_features, load_dataset
-from partialkd.grid import Variant, expand_grid
-from partialkd.models import seeded_stack
-from partialkd.run_directory import ORDER_SEED, require_teacher, save_run, sha256
-from partialkd.seeds import derived_seed
-from partialkd.trained import Network, teacher_network
-from partialkd.training import Objective, TrainConfig, fit
+from partialkd.common.seeds import derived_seed
+from partialkd.core.grid import Variant, expand_grid
+from partialkd.data.prepared import Dataset, Split, as_features, load_dataset
+from partialkd.models.mlp import seeded_stack
+from partialkd.training.cli import parse_tag
+from partialkd.training.read_runs import Network, teacher_network
+from partialkd.training.run_directory import ORDER_SEED, require_teacher, save_run, sha256
+from partialkd.training.stacked import Objective, TrainConfig, fit
 
 # The purpose of the seed derived from a run's seed for its training subset (ORDER_SEED, the data
-# order's, is in partialkd.run_directory; INIT_SEED, the initial weights', in partialkd.models).
+# order's, is in partialkd.training.run_directory; INIT_SEED, the initial weights', in partialkd.models.mlp).
 SUBSET_SEED = 101
 
 

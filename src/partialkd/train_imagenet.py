@@ -23,20 +23,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from partialkd.cli import GRID_HELP, add_run_options, add_sgd_options, parse_run_args, sgd_config
-from partialkd.datasets import load_dataset
-from partialkd.grid import Variant, expand_grid
-from partialkd.image_models import build_image_model, classifier
-from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement
-from partialkd.imagenet import FAMILY, FolderImages, InputSize, few
-from partialkd.loader_training import loader_loop
-from partialkd.models import seeded_model
-from partialkd.seeds import derived_seed
-from partialkd.teachers import plain_state_dict, teacher_checkpoint
-from partialkd.run_directory import ORDER_SEED, require_teacher, save_run, sha256
-from partialkd.training import run_epochs
+from partialkd.common.devices import Placement
+from partialkd.common.seeds import derived_seed
+from partialkd.core.grid import Variant, expand_grid
+from partialkd.data.imagenet import FAMILY, FolderImages, InputSize, few
+from partialkd.data.prepared import load_dataset
+from partialkd.models.vision import IMAGENET_ARCHITECTURES, build_image_model, classifier, seeded_model
+from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args
+from partialkd.training.engine import run_epochs
+from partialkd.training.image_cli import add_sgd_options, sgd_config
+from partialkd.training.images import ImageTrainConfig
+from partialkd.training.loader import loader_loop
+from partialkd.training.objective import NetworkObjective
+from partialkd.training.run_directory import ORDER_SEED, require_teacher, save_run, sha256
+from partialkd.training.teachers import plain_state_dict, teacher_checkpoint
 
-ARCHS = ("resnet18", "resnet34")
 
 
 def run(index: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainConfig,
@@ -80,12 +81,12 @@ def _check_teacher(variants: list[Variant], teacher: str | Path | None, teacher_
 
 
 def _objective(variant: Variant, teacher: str | Path | None, teacher_arch: str | None, num_classes: int,
-               config: ImageTrainConfig, placement: Placement) -> ImageObjective:
+               config: ImageTrainConfig, placement: Placement) -> NetworkObjective:
     """The variant's loss, with the frozen teacher on the device when there is one."""
     if teacher is None:
-        return ImageObjective(variant, None, None, num_classes, config.tau_squared)
+        return NetworkObjective(variant, None, None, num_classes, config.tau_squared)
     model = placement.prepare(load_teacher(teacher, num_classes, teacher_arch))
-    return ImageObjective(variant, model, classifier(model).weight.float(), num_classes, config.tau_squared)
+    return NetworkObjective(variant, model, classifier(model).weight.float(), num_classes, config.tau_squared)
 
 
 def load_teacher(source: str | Path, num_classes: int, arch: str | None = None) -> nn.Module:
@@ -127,10 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partialkd.train_imagenet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", required=True, help="the index from `prepare imagenet`")
-    parser.add_argument("--arch", required=True, choices=ARCHS)
+    parser.add_argument("--arch", required=True, choices=IMAGENET_ARCHITECTURES)
     parser.add_argument("--grid", required=True, type=json.loads, help=GRID_HELP)
     parser.add_argument("--teacher", help="a teacher run's model.pt, or a state dict (with --teacher-arch)")
-    parser.add_argument("--teacher-arch", choices=ARCHS,
+    parser.add_argument("--teacher-arch", choices=IMAGENET_ARCHITECTURES,
                         help="the architecture of a plain state-dict --teacher file")
     add_sgd_options(parser)
     parser.add_argument("--crop", type=int, default=InputSize.crop, help="training and evaluation crop (px)")

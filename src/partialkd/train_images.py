@@ -16,16 +16,17 @@ from typing import Any
 
 import torch
 
-from partialkd.cli import GRID_HELP, add_run_options, add_sgd_options, parse_run_args, sgd_config
-from partialkd.datasets import load_dataset
-from partialkd.grid import expand_grid
-from partialkd.image_models import classifier
-from partialkd.image_training import ImageObjective, ImageTrainConfig, Placement, image_loop
-from partialkd.models import seeded_model
-from partialkd.seeds import derived_seed
-from partialkd.teachers import load_image_teacher
-from partialkd.run_directory import ORDER_SEED, require_teacher, save_run, sha256
-from partialkd.training import run_epochs
+from partialkd.common.devices import Placement
+from partialkd.common.seeds import derived_seed
+from partialkd.core.grid import expand_grid
+from partialkd.data.prepared import load_dataset
+from partialkd.models.vision import classifier, seeded_model
+from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args
+from partialkd.training.engine import run_epochs
+from partialkd.training.image_cli import add_sgd_options, sgd_config
+from partialkd.training.images import ImageTrainConfig, image_loop, load_image_teacher
+from partialkd.training.objective import NetworkObjective
+from partialkd.training.run_directory import ORDER_SEED, require_teacher, save_run, sha256
 
 
 def run(data: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainConfig,
@@ -42,7 +43,7 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainCo
     placement = Placement.choose(config.precision)
     teacher_model = None if teacher is None else placement.prepare(
         load_image_teacher(teacher, dataset.num_classes))
-    objective = ImageObjective(variants[0], teacher_model,
+    objective = NetworkObjective(variants[0], teacher_model,
                                None if teacher_model is None else classifier(teacher_model).weight.float(),
                                dataset.num_classes, config.tau_squared)
     model = placement.prepare(seeded_model(config.arch, dataset.num_classes, config.seed))
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partialkd.train_images", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared dataset (data.pt)")
-    parser.add_argument("--arch", required=True, help="network, e.g. resnet20 (partialkd.image_models)")
+    parser.add_argument("--arch", required=True, help="network, e.g. resnet20 (partialkd.models.vision)")
     parser.add_argument("--grid", required=True, type=json.loads, help=GRID_HELP)
     parser.add_argument("--teacher", help="a teacher run's model.pt")
     add_sgd_options(parser)

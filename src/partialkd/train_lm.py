@@ -17,16 +17,17 @@ from typing import Any
 
 import torch
 
-from partialkd.cli import GRID_HELP, add_run_options, parse_run_args
-from partialkd.datasets import load_dataset
-from partialkd.grid import expand_grid
-from partialkd.image_training import ImageObjective, Placement
-from partialkd.lm_models import ARCHITECTURES, seeded_lm
-from partialkd.lm_training import LMTrainConfig, lm_loop, load_lm_teacher
-from partialkd.seeds import derived_seed
-from partialkd.targets import TARGETS
-from partialkd.run_directory import ORDER_SEED, require_teacher, save_run, sha256
-from partialkd.training import run_epochs
+from partialkd.common.devices import Placement
+from partialkd.common.seeds import derived_seed
+from partialkd.core.grid import expand_grid
+from partialkd.core.targets import TARGETS
+from partialkd.data.prepared import load_dataset
+from partialkd.models.lstm import ARCHITECTURES, seeded_lm
+from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args
+from partialkd.training.engine import run_epochs
+from partialkd.training.lm import LMTrainConfig, lm_loop, load_lm_teacher
+from partialkd.training.objective import NetworkObjective
+from partialkd.training.run_directory import ORDER_SEED, require_teacher, save_run, sha256
 
 
 def run(data: str | Path, grid: dict[str, dict[str, list]], config: LMTrainConfig,
@@ -45,7 +46,7 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: LMTrainConfi
         load_lm_teacher(teacher, dataset.num_classes))
     # The teacher reads the windows only for targets built from its logits (not ce, ls, kd_sim).
     reads = teacher_model is not None and TARGETS[variants[0].method].needs_teacher
-    objective = ImageObjective(variants[0], teacher_model if reads else None,
+    objective = NetworkObjective(variants[0], teacher_model if reads else None,
                                None if teacher_model is None else teacher_model.decoder.weight.float(),
                                dataset.num_classes, config.tau_squared)
     model = placement.prepare(seeded_lm(config.arch, dataset.num_classes, config.seed))

@@ -40,7 +40,7 @@ rule synthetic_analysis:
         data=rules.synthetic_dataset.output,
         teacher=teacher_model,
         summary=rules.synthetic_summary.output.table,
-        code=CODE["analyse"],
+        code=CODE["analyse:synthetic"],
     output:
         json=f"{SYN_DIR}/analyses/world{{world}}/gamma{{gamma}}/{{teacher}}/{{student}}.json",
         figures=reported_figures("synthetic", "world{world}/gamma{gamma}_{teacher}_{student}", ANALYSIS_KINDS),
@@ -60,19 +60,19 @@ rule synthetic_analysis:
 
 rule image_analysis:
     input:
-        data=lambda w: TRACK_DATA[w.track],
+        data=lambda w: TRACK_RECORDS[w.track].data,
         teacher=lambda w: track_teacher_file(w.track, w.teacher_name, w.teacher_seed),
         summary="results/{track}/summary.csv",
-        code=CODE["analyse"],
+        code=lambda w: CODE[f"analyse:{w.track}"],
     output:
         json="results/{track}/analyses/teacher_seed{teacher_seed}/{teacher_name}/{student_arch}.json",
         figures=reported_figures("{track}", "teacher_seed{teacher_seed}/{teacher_name}_{student_arch}",
                                  ANALYSIS_KINDS),
     wildcard_constraints:
-        track="|".join(IMAGE_TRACKS),
+        track="|".join(NETWORK_TRACKS),
         teacher_seed=r"\d+",
-        teacher_name="|".join({name for track in IMAGE_TRACKS for name in config[track]["teachers"]}),
-        student_arch="|".join({pair[1] for track in IMAGE_TRACKS for pair in full_pairs(track)}),
+        teacher_name="|".join({name for track in NETWORK_TRACKS for name in config[track]["teachers"]}),
+        student_arch="|".join({pair[1] for track in NETWORK_TRACKS for pair in full_pairs(track)}),
     params:
         bounds=lambda w: analysis_args(w.track, w.teacher_name) + replicate_option(w.track, w.teacher_seed),
     resources:
@@ -94,7 +94,7 @@ rule synthetic_diagnosis:
         teachers=lambda w: [synthetic_teacher_source(w.gamma, w.world, t) for t in SYN["teachers"]
                             if t != "oracle"],
         summary=rules.synthetic_summary.output.table,
-        code=CODE["diagnose"],
+        code=CODE["diagnose:synthetic"],
     output:
         json=f"{SYN_DIR}/diagnoses/world{{world}}/gamma{{gamma}}.json",
         figures=reported_figures("synthetic", "world{world}/gamma{gamma}", DIAGNOSIS_KINDS),
@@ -114,18 +114,18 @@ rule synthetic_diagnosis:
 
 rule image_diagnosis:
     input:
-        data=lambda w: TRACK_DATA[w.track],
+        data=lambda w: TRACK_RECORDS[w.track].data,
         teachers=lambda w: [track_teacher_file(w.track, t, w.teacher_seed)
                             for t in diagnosed_teachers(w.track, w.student_arch)],
         summary="results/{track}/summary.csv",
-        code=CODE["diagnose"],
+        code=lambda w: CODE[f"diagnose:{w.track}"],
     output:
         json="results/{track}/diagnoses/teacher_seed{teacher_seed}/{student_arch}.json",
         figures=reported_figures("{track}", "teacher_seed{teacher_seed}/{student_arch}", DIAGNOSIS_KINDS),
     wildcard_constraints:
-        track="|".join(IMAGE_TRACKS),
+        track="|".join(NETWORK_TRACKS),
         teacher_seed=r"\d+",
-        student_arch="|".join({s for track in IMAGE_TRACKS for s in diagnosed_students(track)}),
+        student_arch="|".join({s for track in NETWORK_TRACKS for s in diagnosed_students(track)}),
     params:
         teachers=lambda w, input: " ".join(f"{t}={path}" for t, path in
                                            zip(diagnosed_teachers(w.track, w.student_arch), input.teachers)),

@@ -5,7 +5,7 @@
 
 rule cifar100_dataset:
     input:
-        code=CODE["prepare_cifar100"],
+        code=CODE["prepare:cifar100"],
     output:
         CIFAR_DATA,
     params:

@@ -3,10 +3,11 @@ import json
 import os
 import re
 
-from partialkd.summary import NO_TEACHER
-from partialkd.code_dependencies import step_files
-from partialkd.config import teacher_recipe, validate_params
-from partialkd import matrix
+from partialkd.reporting.summary import NO_TEACHER
+from partialkd.plan.code_dependencies import step_files
+from partialkd.plan.config import teacher_recipe, validate_params
+from partialkd.plan import matrix
+from partialkd.plan.tracks import NETWORK_TRACKS, TRACKS as TRACK_RECORDS
 
 validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
 
@@ -18,28 +19,25 @@ validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
 for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
     os.environ.setdefault(name, str(2**30))
 
-TRACKS = config["tracks"]
+RUN_TRACKS = config["tracks"]  # the tracks this run reproduces
 SYN = config["synthetic"]
 CIFAR = config["cifar100"]
 FMNIST = config["fashion_mnist"]
 PTB = config["ptb"]
 IMAGENET = config["imagenet"]
-# The tracks whose students are named by (teacher, student architecture): the claims, analyses
-# and diagnoses of all of them run through the same rules.
-IMAGE_TRACKS = ("cifar100", "fashion_mnist", "ptb", "imagenet")
-# The score of a track's tables and claims and of its grid-point selection (partialkd.summary's
-# SCORES), where not accuracy: perplexity on Penn Treebank, as the paper reports it.
-TRACK_SCORE = {"ptb": "ppl"}
 
 # The package files each step runs (its entry module and what it imports, from the import graph:
-# partialkd.code_dependencies): rule inputs, so that editing a module re-runs exactly the steps
+# partialkd.plan.code_dependencies): rule inputs, so that editing a module re-runs exactly the steps
 # that import it. dvc.yaml's stages list the same files, per phase (a test checks).
 CODE = {
-    **{step: step_files(step) for step in ("prepare", "train", "train_images", "train_lm", "train_imagenet",
-                                            "aggregate", "claims", "analyse", "diagnose", "figures", "report",
-                                            "latex")},
+    **{step: step_files(step) for step in ("train_images", "train_lm", "train_imagenet", "aggregate", "claims",
+                                            "figures", "report", "latex")},
     # A track's data step: `prepare` and the track's own module (imported inside prepare's functions).
-    **{f"prepare_{track}": step_files("prepare", track) for track in ("cifar100", "fashion_mnist", "ptb", "imagenet")},
+    **{f"prepare:{track}": step_files("prepare", f"data.{track}") for track in TRACK_RECORDS},
+    # The steps that read a track's trained networks back (a stacked student's teacher, the analyses
+    # and diagnoses), with the modules that read that track's networks (imported inside functions).
+    **{f"{step}:{track}": step_files(step, *TRACK_RECORDS[track].network_code)
+       for step in ("train", "analyse", "diagnose") for track in TRACK_RECORDS},
 }
 SYN_DIR = "results/synthetic"
 CIFAR_DIR = "results/cifar100"
@@ -75,7 +73,7 @@ def teacher_model(wildcards):
 # The CIFAR-100 matrix: every grid point of `cifar100.methods` is a job, named by its slug.
 CIFAR_VARIANTS = matrix.variants(CIFAR)
 CIFAR_TEACHERS = matrix.teachers_used(CIFAR)
-CIFAR_DATA = f"{CIFAR_DIR}/data/data.pt"
+CIFAR_DATA = TRACK_RECORDS["cifar100"].data
 
 
 def cifar_teacher_model(wildcards):
@@ -86,15 +84,13 @@ def cifar_teacher_model(wildcards):
 
 
 # The Fashion-MNIST matrix: per pair and seed, one stack of the pair's methods.
-FMNIST_DATA = f"{FMNIST_DIR}/data/data.pt"
+FMNIST_DATA = TRACK_RECORDS["fashion_mnist"].data
 FMNIST_TEACHERS = list(dict.fromkeys(pair["teacher"] for pair in FMNIST["students"]["pairs"]))
 # The Penn Treebank and ImageNet matrices: one job per grid point and seed, as on CIFAR-100.
-PTB_DATA = f"{PTB_DIR}/data/data.pt"
+PTB_DATA = TRACK_RECORDS["ptb"].data
 PTB_VARIANTS = matrix.variants(PTB)
-IMAGENET_DATA = f"{IMAGENET_DIR}/data/index.pt"  # an index of the user's image files
+IMAGENET_DATA = TRACK_RECORDS["imagenet"].data  # an index of the user's image files
 IMAGENET_VARIANTS = matrix.variants(IMAGENET)
-TRACK_DATA = {"cifar100": CIFAR_DATA, "fashion_mnist": FMNIST_DATA, "ptb": PTB_DATA,
-              "imagenet": IMAGENET_DATA}
 
 
 def track_teacher_file(track, teacher, teacher_seed=None):
@@ -207,8 +203,8 @@ def report_inputs(wildcards):
     and claims (key: the track), and its figures as PNG, the claims' forest plot first (key:
     `<track>_figures`; the PDF beside each comes from the same job)."""
     inputs = {"code": CODE["report"], "defaults": "params.yaml",
-              "sizing": ["docs/synthetic-sizing.md"] if "synthetic" in TRACKS else []}
-    for track in TRACKS:
+              "sizing": ["docs/synthetic-sizing.md"] if "synthetic" in RUN_TRACKS else []}
+    for track in RUN_TRACKS:
         own = [*expand(rules.claims_figure.output.png, track=track),
                *expand(rules.track_figure.output.png, track=track, figure=track_figures(track))]
         inputs[track] = [f"results/{track}/summary.csv", f"results/{track}/claims.json"]

@@ -7,7 +7,7 @@
 
 rule fashion_mnist_dataset:
     input:
-        code=CODE["prepare_fashion_mnist"],
+        code=CODE["prepare:fashion_mnist"],
     output:
         FMNIST_DATA,
     params:
@@ -57,7 +57,7 @@ rule fashion_mnist_student_stack:
     input:
         data=FMNIST_DATA,
         teacher=rules.fashion_mnist_teacher.output.model,
-        code=CODE["train"],
+        code=CODE["train:fashion_mnist"],
     output:
         model=f"{FMNIST_DIR}/students/{{student_arch}}/{{teacher_name}}/teacher_seed{{teacher_seed}}/seed{{seed}}/model.pt",
         metrics=f"{FMNIST_DIR}/students/{{student_arch}}/{{teacher_name}}/teacher_seed{{teacher_seed}}/seed{{seed}}/metrics.json",

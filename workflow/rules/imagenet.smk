@@ -5,7 +5,7 @@
 
 rule imagenet_dataset:
     input:
-        code=CODE["prepare_imagenet"],
+        code=CODE["prepare:imagenet"],
     output:
         IMAGENET_DATA,
     params:
@@ -94,7 +94,7 @@ rule imagenet_summary:
         metrics=f"{IMAGENET_DIR}/metrics.json",
         selected=f"{IMAGENET_DIR}/selected.csv",
     params:
-        score=TRACK_SCORE.get("imagenet", "acc"),
+        score=TRACK_RECORDS["imagenet"].score,
     log:
         "logs/imagenet/summary.log",
     shell:

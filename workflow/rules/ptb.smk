@@ -6,7 +6,7 @@
 
 rule ptb_dataset:
     input:
-        code=CODE["prepare_ptb"],
+        code=CODE["prepare:ptb"],
     output:
         PTB_DATA,
     params:
@@ -90,7 +90,7 @@ rule ptb_summary:
         metrics=f"{PTB_DIR}/metrics.json",
         selected=f"{PTB_DIR}/selected.csv",
     params:
-        score=TRACK_SCORE.get("ptb", "acc"),
+        score=TRACK_RECORDS["ptb"].score,
     log:
         "logs/ptb/summary.log",
     shell:

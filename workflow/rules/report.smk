@@ -43,13 +43,13 @@ rule image_claims:
         report("results/{track}/claims.json", caption="../report/claims.rst", category="Claims",
                subcategory="{track}"),
     wildcard_constraints:
-        track="|".join(IMAGE_TRACKS),
+        track="|".join(NETWORK_TRACKS),
     params:
         claims=config["claims"],
         pairs=lambda w: full_matrix_pairs(w.track),
         diagnoses=lambda w, input: f"--diagnoses {input.diagnoses}" if input.diagnoses else "",
-        score=lambda w: TRACK_SCORE.get(w.track, "acc"),
-        margin=lambda w: config["claims"]["margin_ppl" if TRACK_SCORE.get(w.track) == "ppl" else "margin"],
+        score=lambda w: TRACK_RECORDS[w.track].score,
+        margin=lambda w: config["claims"]["margin_ppl" if TRACK_RECORDS[w.track].score == "ppl" else "margin"],
     log:
         "logs/{track}/claims.log",
     shell:
@@ -72,8 +72,8 @@ rule track_figure:
         figure="gain|topk",
     params:
         error_bars=config["figures"]["error_bars"],
-        score=lambda w: TRACK_SCORE.get(w.track, "acc"),
-        metric=lambda w: f"--metric {TRACK_SCORE.get(w.track, 'acc')}" if w.figure == "topk" else "",
+        score=lambda w: TRACK_RECORDS[w.track].score,
+        metric=lambda w: f"--metric {TRACK_RECORDS[w.track].score}" if w.figure == "topk" else "",
     log:
         "logs/figures/{track}_{figure}.log",
     shell:
@@ -108,9 +108,9 @@ rule report:
     params:
         parameters=json.dumps(config),
         tracks=lambda w, input: " ".join(f"--track {track} {' '.join(input[track])}"
-                                         for track in TRACKS),
+                                         for track in RUN_TRACKS),
         figures=lambda w, input: " ".join(f"--figures {track} {' '.join(input[f'{track}_figures'])}"
-                                          for track in TRACKS if input[f"{track}_figures"]),
+                                          for track in RUN_TRACKS if input[f"{track}_figures"]),
         sizing=lambda w, input: f"--sizing {input.sizing}" if input.sizing else "",
     log:
         "logs/report.log",

@@ -11,7 +11,7 @@ SYN_LEAD_STUDENT = next(iter(SYN_STUDENTS))  # its students lead the report's ta
 
 rule synthetic_dataset:
     input:
-        code=CODE["prepare"],
+        code=CODE["prepare:synthetic"],
     output:
         f"{SYN_DIR}/data/gamma{{gamma}}/world{{world}}.pt",
     params:
@@ -33,7 +33,7 @@ rule synthetic_dataset:
 rule synthetic_teacher:
     input:
         data=rules.synthetic_dataset.output,
-        code=CODE["train"],
+        code=CODE["train:synthetic"],
     output:
         model=f"{SYN_DIR}/teachers/gamma{{gamma}}/world{{world}}/mlp/model.pt",
         metrics=f"{SYN_DIR}/teachers/gamma{{gamma}}/world{{world}}/mlp/metrics.json",
@@ -55,7 +55,7 @@ rule synthetic_student_stack:
     input:
         data=rules.synthetic_dataset.output,
         teacher=teacher_model,
-        code=CODE["train"],
+        code=CODE["train:synthetic"],
     output:
         model=f"{SYN_DIR}/students/gamma{{gamma}}/world{{world}}/{{teacher}}/{{student}}/seed{{seed}}/model.pt",
         metrics=f"{SYN_DIR}/students/gamma{{gamma}}/world{{world}}/{{teacher}}/{{student}}/seed{{seed}}/metrics.json",

@@ -1,0 +1,1 @@
+"""The rescaling and geometry analyses (NOTES.md §3-§4)."""

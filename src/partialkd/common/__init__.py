@@ -1,0 +1,1 @@
+"""Files, seeds and devices: what every layer above uses."""

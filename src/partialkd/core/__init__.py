@@ -1,0 +1,1 @@
+"""The method: targets, losses, grid points and metrics (NOTES.md §2)."""

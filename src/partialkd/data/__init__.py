@@ -1,0 +1,1 @@
+"""The datasets: downloads, checks and the prepared-dataset file of each track."""

@@ -1,0 +1,1 @@
+"""The networks: the stacked MLPs, the vision networks and the LSTM language model."""

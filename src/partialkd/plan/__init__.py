@@ -1,0 +1,1 @@
+"""What runs: params.yaml's checks, the job matrix and each step's code dependencies."""

@@ -1,0 +1,1 @@
+"""Scores, tables, the figure style and the generated document."""
