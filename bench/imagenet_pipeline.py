@@ -27,14 +27,13 @@ import torch
 from partialkd.common.devices import Placement
 from partialkd.core.grid import expand_grid
 from partialkd.data.imagenet import FolderImages, InputSize, prepare_imagenet
-from partialkd.models.vision import classifier
-from partialkd.train_images import seeded_model
+from partialkd.models.vision import classifier, seeded_model
 from partialkd.training.images import ImageTrainConfig
 from partialkd.training.loader import loader_loop
 from partialkd.training.objective import NetworkObjective
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from image_folder import write_image_folder  # noqa: E402  (the tests' generator, at ImageNet sizes)
+from helpers.image_folder import write_image_folder  # noqa: E402  (the tests' generator, at ImageNet sizes)
 
 SIDE = 375  # ImageNet's most common image height
 

@@ -1,0 +1,160 @@
+"""The real Snakemake workflow, at tiny size, in a copy of the repository's workflow files."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from partialkd.latex import find_engine
+from helpers.latex_check import latex_problems
+from helpers.workflow_copy import (TINY, check_code_edits, copy_workflow, deep_merge, planned_after_edit, planned_rules,
+                           snakemake)
+
+
+@pytest.fixture(scope="module")
+def finished_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"), TINY)
+    result = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_workflow_builds_table_figure_and_report(finished_workflow: Path) -> None:
+    summary = pd.read_csv(finished_workflow / "results/synthetic/summary.csv")
+    students = summary[summary["role"] == "student"]
+    # one row per γ × world × teacher × student architecture × seed × grid point (ls and kd_topk
+    # have two), one per γ and world for the teacher
+    assert len(students) == 2 * 2 * 2 * 2 * 1 * 9
+    # one selected row per γ × world × teacher × student architecture × seed × method
+    assert students["selected"].sum() == 2 * 2 * 2 * 2 * 1 * 7
+    assert set(students["student"]) == {"mlp8", "linear"}
+    assert sorted(students["world"].unique()) == [0, 1]
+    selected = pd.read_csv(finished_workflow / "results/synthetic/selected.csv")  # for DVC plots
+    assert selected.equals(students[students["selected"]].reset_index(drop=True))
+    assert set(students["method"]) == set(TINY["synthetic"]["methods"])
+    assert len(summary[summary["role"] == "teacher"]) == 2 * 2
+    assert students["best_test_acc"].between(0, 1).all()
+    for suffix in ("png", "pdf"):
+        for figure in ("gain", "claims"):
+            assert (finished_workflow / f"paper/figures/synthetic/{figure}.{suffix}").stat().st_size > 1000
+    report = (finished_workflow / "paper/REPORT.md").read_text()
+    assert report.index("## Claims") < report.index("## Synthetic study")
+    # the forest plot of the claims opens the claims section
+    assert report.index("## Claims") < report.index("figures/synthetic/claims.png") < report.index("Comparisons are")
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C10", "C11"):
+        assert f"**{claim}**" in report
+    assert "figures/synthetic/gain.png" in report and "figures/synthetic/topk.png" in report
+    # the students' analyses: one per γ and world for the claims' teacher; the report shows the
+    # first world's figures, and the claims pool the worlds (n = 2 worlds, not seeds)
+    for gamma in ("0", "0.9"):
+        for world in (0, 1):
+            analysis = finished_workflow / f"results/synthetic/analyses/world{world}/gamma{gamma}/mlp/mlp8.json"
+            assert analysis.is_file()
+        for kind in ("rescaling", "geometry", "geometry_bars"):
+            assert f"figures/synthetic/world0/gamma{gamma}_mlp_mlp8_{kind}.png" in report
+            assert f"figures/synthetic/world1/gamma{gamma}_mlp_mlp8_{kind}.png" not in report
+            assert (finished_workflow / f"paper/figures/synthetic/world0/gamma{gamma}_mlp_mlp8_{kind}.pdf").is_file()
+    assert "(world sd " in report and "(seed sd " not in report
+    # the oracle teacher's claims stand beside the MLP teacher's
+    claims = json.loads((finished_workflow / "results/synthetic/claims.json").read_text())
+    beside = {(b["teacher"], b["student"]): b for b in claims["beside"]}
+    assert set(beside) == {("mlp", "linear"), ("oracle", "mlp8"), ("oracle", "linear")}
+    assert [c["id"] for c in beside["oracle", "linear"]["claims"]][:3] == ["C1", "C2", "C3"]
+    assert "`mlp8` students of the `mlp` teacher" in claims["scope"]
+    assert "Beside them: the `linear` students of the `oracle` teacher" in report
+
+
+def test_second_run_has_nothing_to_do(finished_workflow: Path) -> None:
+    result = snakemake(finished_workflow, "--configfile", "tiny.yaml", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("student", "seedz", [0], "seedz"),
+    ("student", "lr", -1.0, "synthetic.student.lr"),
+    ("methods", "kd", {"lam": [1.5], "tau": [4]}, "synthetic.methods.kd.lam"),
+])
+def test_bad_configuration_stops_before_any_job(tmp_path: Path, section: str, key: str, value,
+                                                 expected: str) -> None:
+    bad = yaml.safe_load(yaml.safe_dump(TINY))
+    bad["synthetic"][section][key] = value
+    workdir = copy_workflow(tmp_path, bad)
+    result = snakemake(workdir, "--configfile", "tiny.yaml")
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_paper_tables_latex_body_and_pdf(finished_workflow: Path) -> None:
+    paper = finished_workflow / "paper"
+    report = (paper / "REPORT.md").read_text()
+    for name in ("claims", "accuracy", "selected_variants"):
+        assert (paper / f"tables/synthetic/{name}.md").read_text().rstrip() in report
+        assert latex_problems((paper / f"tables/synthetic/{name}.tex").read_text(), paper, tabular=True) == []
+    body = (paper / "generated/body.tex").read_text()
+    assert latex_problems(body, paper) == []
+    assert "\\includegraphics{figures/synthetic/world0/gamma0.9_mlp_mlp8_rescaling.pdf}" in body
+    assert (paper / "main.pdf").is_file() == (find_engine() is not None)
+
+
+def test_without_a_latex_engine_the_pdf_is_skipped_with_one_notice(finished_workflow: Path,
+                                                                   tmp_path: Path) -> None:
+    for tool in ("which", "bash", "sh"):  # what Snakemake needs from PATH, and no LaTeX engine
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile",
+                             "tiny.yaml", "--dry-run"], cwd=finished_workflow, capture_output=True,
+                            text=True, timeout=300,
+                            env={"PATH": f"{Path(sys.executable).parent}{os.pathsep}{tmp_path}"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert output.count("Skipping paper/main.pdf: no LaTeX engine on PATH") == 1
+    assert "Nothing to be done" in output
+
+
+def test_snakemake_report_gives_html_with_captions(finished_workflow: Path, tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    result = snakemake(finished_workflow, "--configfile", "tiny.yaml", "--report", str(html))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = html.read_text()
+    assert "the number of the teacher's classes kept" in text  # the top-k figure's caption
+    assert "equivalence margin" in text  # the claims' caption
+    assert "The claims at a glance" in text  # the forest plot's
+    # the front page (workflow.rst) inlines the report rule's overview: verdicts, then forest plots
+    assert "The paper's claims checked on this run's results" in text
+    assert text.count("claims at a glance, synthetic") == 1
+
+
+def test_redrawing_after_a_style_or_figure_parameter_change_retrains_nothing(finished_workflow: Path) -> None:
+    restyled = set(planned_after_edit(finished_workflow, "reporting/style.py", "--configfile", "tiny.yaml"))
+    (finished_workflow / "tiny_se.yaml").write_text(yaml.safe_dump(deep_merge(TINY, {"figures": {"error_bars": "se"}})))
+    replotted = planned_rules(snakemake(finished_workflow, "--configfile", "tiny_se.yaml", "--dry-run"))
+    for plan in (restyled, replotted):
+        assert not [rule for rule in plan if re.search("dataset|teacher|student", rule)], plan
+    assert {"track_figure", "synthetic_analysis", "report"} <= restyled
+    assert replotted - {"paper_pdf", "all"} == {"track_figure", "report"}
+
+
+def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished_workflow: Path) -> None:
+    """Issue 14: no synthetic job runs the LSTM or image-network code; every training job runs the loss."""
+    check_code_edits(finished_workflow, ("training/lm.py", "models/lstm.py", "training/images.py", "models/vision.py"),
+                     {"synthetic_teacher", "synthetic_student_stack"})
+
+
+def test_the_default_params_plan_all_five_tracks(tmp_path: Path) -> None:
+    """`snakemake -n --resources gpu=4` on the repository's params.yaml plans every track's jobs;
+    a dry run reads no data (the ImageNet root need not exist)."""
+    copy_workflow(tmp_path)
+    plan = planned_rules(snakemake(tmp_path, "--dry-run", "--resources", "gpu=4"))
+    for track in ("synthetic", "cifar100", "fashion_mnist", "ptb", "imagenet"):
+        assert f"{track}_summary" in plan, plan
+    assert {"ptb_teacher", "ptb_student", "imagenet_teacher", "imagenet_student", "image_analysis",
+            "image_claims", "report"} <= plan
