@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +20,7 @@ from partialkd.common.seeds import derived_seed
 from partialkd.core.grid import Variant, expand_grid
 from partialkd.data.prepared import Dataset, Split, as_features, load_dataset
 from partialkd.models.mlp import seeded_stack
-from partialkd.training.cli import parse_tag
+from partialkd.training.cli import add_run_options, parse_run_args, recipe_config
 from partialkd.training.read_runs import Network, teacher_network
 from partialkd.training.run_directory import ORDER_SEED, require_teacher, save_run, sha256
 from partialkd.training.stacked import Objective, TrainConfig, fit
@@ -88,34 +87,21 @@ def _teacher_id(teacher: str | Path) -> str:
     return "oracle" if str(teacher) == "oracle" else sha256(teacher)
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partialkd.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared dataset (data.pt)")
     parser.add_argument("--grid", required=True, type=json.loads,
                         help='JSON: method -> {param: [values]}, e.g. \'{"kd": {"lam": [0.9], "tau": [4]}}\'')
     parser.add_argument("--teacher", help="a teacher run's model.pt, or 'oracle'")
-    parser.add_argument("--hidden", type=int, nargs="*", default=[], help="hidden widths (none: linear)")
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--lr", type=float, required=True)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--train-size", type=int, help="seed-chosen subset of the train split")
-    parser.add_argument("--no-tau-squared", action="store_true", help="c(τ) = 1 instead of τ²")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    parser.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="KEY=VALUE",
-                        help="a label recorded in metrics.json (repeatable)")
-    parser.add_argument("--out-dir", required=True)
-    return parser.parse_args(argv)
+    add_run_options(parser)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
-    config = TrainConfig(tuple(args.hidden), args.epochs, args.batch_size, args.lr,
-                         args.weight_decay, args.seed, args.train_size, not args.no_tau_squared)
+    parser = _parser()
+    args = parse_run_args(parser, argv)
+    config = recipe_config(parser, TrainConfig, args)
     run(args.data, args.grid, config, args.out_dir, args.teacher, dict(args.tag))
 
 

@@ -29,9 +29,8 @@ from partialkd.core.grid import Variant, expand_grid
 from partialkd.data.imagenet import FAMILY, FolderImages, InputSize, few
 from partialkd.data.prepared import load_dataset
 from partialkd.models.vision import IMAGENET_ARCHITECTURES, build_image_model, classifier, seeded_model
-from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args
+from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args, recipe_config
 from partialkd.training.engine import run_epochs
-from partialkd.training.image_cli import add_sgd_options, sgd_config
 from partialkd.training.images import ImageTrainConfig
 from partialkd.training.loader import loader_loop
 from partialkd.training.objective import NetworkObjective
@@ -133,7 +132,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher", help="a teacher run's model.pt, or a state dict (with --teacher-arch)")
     parser.add_argument("--teacher-arch", choices=IMAGENET_ARCHITECTURES,
                         help="the architecture of a plain state-dict --teacher file")
-    add_sgd_options(parser)
     parser.add_argument("--crop", type=int, default=InputSize.crop, help="training and evaluation crop (px)")
     parser.add_argument("--resize", type=int, default=InputSize.resize,
                         help="evaluation: short side resized to this before the centre crop (px)")
@@ -144,8 +142,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_run_args(_parser(), argv)
-    config = sgd_config(args, eval_batch_size=args.eval_batch_size)
+    parser = _parser()
+    args = parse_run_args(parser, argv)
+    config = recipe_config(parser, ImageTrainConfig, args, arch=args.arch, eval_batch_size=args.eval_batch_size)
     run(args.index, args.grid, config, args.out_dir, InputSize(args.crop, args.resize), args.workers,
         args.teacher, args.teacher_arch, dict(args.tag))
 

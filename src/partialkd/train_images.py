@@ -21,9 +21,8 @@ from partialkd.common.seeds import derived_seed
 from partialkd.core.grid import expand_grid
 from partialkd.data.prepared import load_dataset
 from partialkd.models.vision import classifier, seeded_model
-from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args
+from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args, recipe_config
 from partialkd.training.engine import run_epochs
-from partialkd.training.image_cli import add_sgd_options, sgd_config
 from partialkd.training.images import ImageTrainConfig, image_loop, load_image_teacher
 from partialkd.training.objective import NetworkObjective
 from partialkd.training.run_directory import ORDER_SEED, require_teacher, save_run, sha256
@@ -64,14 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", required=True, help="network, e.g. resnet20 (partialkd.models.vision)")
     parser.add_argument("--grid", required=True, type=json.loads, help=GRID_HELP)
     parser.add_argument("--teacher", help="a teacher run's model.pt")
-    add_sgd_options(parser)
     add_run_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_run_args(_parser(), argv)
-    run(args.data, args.grid, sgd_config(args), args.out_dir, args.teacher, dict(args.tag))
+    parser = _parser()
+    args = parse_run_args(parser, argv)
+    config = recipe_config(parser, ImageTrainConfig, args, arch=args.arch)
+    run(args.data, args.grid, config, args.out_dir, args.teacher, dict(args.tag))
 
 
 if __name__ == "__main__":

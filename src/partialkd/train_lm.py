@@ -23,7 +23,7 @@ from partialkd.core.grid import expand_grid
 from partialkd.core.targets import TARGETS
 from partialkd.data.prepared import load_dataset
 from partialkd.models.lstm import ARCHITECTURES, seeded_lm
-from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args
+from partialkd.training.cli import GRID_HELP, add_run_options, parse_run_args, recipe_config
 from partialkd.training.engine import run_epochs
 from partialkd.training.lm import LMTrainConfig, lm_loop, load_lm_teacher
 from partialkd.training.objective import NetworkObjective
@@ -66,28 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", required=True, choices=ARCHITECTURES, help="LSTM size")
     parser.add_argument("--grid", required=True, type=json.loads, help=GRID_HELP)
     parser.add_argument("--teacher", help="a teacher run's model.pt")
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True, help="columns of the train stream")
-    parser.add_argument("--bptt", type=int, required=True, help="steps per truncated-BPTT window")
-    parser.add_argument("--lr", type=float, required=True)
-    parser.add_argument("--lr-decay", type=float, required=True,
-                        help="lr divisor each epoch after --decay-after")
-    parser.add_argument("--decay-after", type=int, required=True, help="epochs at the initial lr")
-    parser.add_argument("--clip", type=float, required=True, help="maximal gradient norm")
-    parser.add_argument("--eval-batch-size", type=int, default=10,
-                        help="contiguous segments of a valid/test stream scored side by side")
-    parser.add_argument("--train-tokens", type=int,
-                        help="train on the first N tokens of the training stream (default: all)")
     add_run_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_run_args(_parser(), argv)
-    config = LMTrainConfig(args.arch, args.epochs, args.batch_size, args.bptt, args.lr,
-                           args.lr_decay, args.decay_after, args.clip, args.seed,
-                           not args.no_tau_squared, args.precision, args.eval_batch_size,
-                           args.train_tokens)
+    parser = _parser()
+    args = parse_run_args(parser, argv)
+    config = recipe_config(parser, LMTrainConfig, args, arch=args.arch)
     run(args.data, args.grid, config, args.out_dir, args.teacher, dict(args.tag))
 
 

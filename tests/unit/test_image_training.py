@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict
@@ -567,9 +568,10 @@ def test_resume_checkpoint_of_another_configuration_is_refused(tmp_path, image_d
 def _cli_command(data: Path, teacher: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "partialkd.train_images", "--data", str(data), "--arch", ARCH,
             "--grid", json.dumps({"kd": {"lam": [0.7], "tau": [2]}}), "--teacher", str(teacher),
-            "--epochs", str(CLI_EPOCHS), "--batch-size", "50", "--lr", "0.03", "--momentum", "0.8",
-            "--weight-decay", "1e-4", "--milestones", "2", "3", "--lr-decay", "0.2", "--seed", "7",
-            "--no-tau-squared", "--precision", "fp32", "--threads", "1",
+            "--recipe", json.dumps({"epochs": CLI_EPOCHS, "batch_size": 50, "lr": 0.03, "momentum": 0.8,
+                                    "weight_decay": 1e-4, "milestones": [2, 3], "lr_decay": 0.2,
+                                    "tau_squared": False, "precision": "fp32"}),
+            "--seed", "7", "--threads", "1",
             "--tag", "role=student", "--tag", "teacher=resnet8", "--out-dir", str(out)]
 
 
@@ -820,17 +822,20 @@ def test_cli_writes_the_run_directory_and_matches_the_api(tmp_path, cli_run, ima
     assert_same_run(out, tmp_path / "api")
 
 
-def test_cli_rejects_bad_arguments(tmp_path):
-    common = ["--data", str(tmp_path / "absent.pt"), "--arch", ARCH, "--grid", '{"ce": {}}',
-              "--epochs", "1", "--batch-size", "50", "--lr", "0.1", "--momentum", "0.9",
-              "--weight-decay", "0", "--lr-decay", "0.1", "--seed", "0", "--out-dir", str(tmp_path / "o")]
-    with pytest.raises(SystemExit):
-        train_images.main([*common, "--precision", "bf16"])
-    # The configuration is checked before anything is read.
-    with pytest.raises(ValueError, match="milestones"):
-        train_images.main([*common, "--milestones", "3", "2"])
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+    recipe = {"epochs": 1, "batch_size": 50, "lr": 0.1, "momentum": 0.9, "weight_decay": 0, "milestones": [],
+              "lr_decay": 0.1}
+    common = ["--data", str(tmp_path / "absent.pt"), "--arch", ARCH, "--grid", '{"ce": {}}', "--seed", "0",
+              "--out-dir", str(tmp_path / "o")]
+    # The recipe is checked before anything is read: a wrong value, an unknown and a missing key.
+    for bad, message in (({"precision": "bf16"}, "precision must be one of"), ({"milestones": [3, 2]}, "milestones"),
+                         ({"momentun": 0.9}, "unknown key.* momentun"), ({"lr": None}, "missing key.* lr")):
+        wrong = {key: value for key, value in {**recipe, **bad}.items() if value is not None}
+        with pytest.raises(SystemExit):
+            train_images.main([*common, "--recipe", json.dumps(wrong)])
+        assert re.search(message, capsys.readouterr().err), message
     with pytest.raises(FileNotFoundError, match="prepared dataset not found"):
-        train_images.main(common)
+        train_images.main([*common, "--recipe", json.dumps(recipe)])
     assert not (tmp_path / "o").exists()
 
 

@@ -5,6 +5,7 @@ student on the CPU, exact resume, metrics for `aggregate`, teachers given as fil
 through `training.read_runs.checkpoint_networks`)."""
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -59,8 +60,8 @@ def teacher_run(index: Path) -> Path:
     """A resnet18 teacher, 2 epochs, trained through the command line."""
     out = index.parent / "teacher"
     train_imagenet.main(["--index", str(index), "--arch", "resnet18", "--grid", '{"ce": {}}',
-                         "--epochs", "2", "--batch-size", "8", "--lr", "0.01", "--momentum", "0.9",
-                         "--weight-decay", "1e-4", "--milestones", "1", "--lr-decay", "0.1",
+                         "--recipe", json.dumps({"epochs": 2, "batch_size": 8, "lr": 0.01, "momentum": 0.9,
+                                                 "weight_decay": 1e-4, "milestones": [1], "lr_decay": 0.1}),
                          *SIZE_ARGS, "--seed", "0", "--tag", "role=teacher", "--out-dir", str(out)])
     return out
 

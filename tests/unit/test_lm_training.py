@@ -5,6 +5,7 @@ words whose next word is predictable (perplexity about 2.6 at best), prepared by
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -290,9 +291,10 @@ def test_the_command_line_records_its_configuration(tmp_path, lm_data, lm_teache
     out = tmp_path / "cli"
     train_lm.main(["--data", str(lm_data), "--arch", "tiny", "--grid", '{"kd_topk": {"lam": [0.5], '
                    '"tau": [2], "k": [3]}}', "--teacher", str(lm_teacher[0] / "model.pt"),
-                   "--epochs", "1", "--batch-size", "6", "--bptt", "12", "--lr", "0.5", "--lr-decay",
-                   "1.5", "--decay-after", "3", "--clip", "2", "--seed", "4", "--no-tau-squared",
-                   "--precision", "fp32", "--eval-batch-size", "2", "--train-tokens", "300", "--threads", "1",
+                   "--recipe", json.dumps({"epochs": 1, "batch_size": 6, "bptt": 12, "lr": 0.5, "lr_decay": 1.5,
+                                           "decay_after": 3, "clip": 2, "tau_squared": False, "precision": "fp32",
+                                           "eval_batch_size": 2, "train_tokens": 300}),
+                   "--seed", "4", "--threads", "1",
                    "--tag", "role=student", "--tag", "teacher=tiny", "--out-dir", str(out)])
     metrics = read_json(out / "metrics.json")
     assert metrics["tags"] == {"role": "student", "teacher": "tiny"}

@@ -178,8 +178,9 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, data_path, tea
 def _train_command(data: Path, out: Path, epochs: int) -> list[str]:
     return [sys.executable, "-m", "partialkd.train", "--data", str(data),
             "--grid", json.dumps({"ce": {}, "ls": {"lam": [0.3], "tau": [1]}}),
-            "--hidden", "16", "--epochs", str(epochs), "--batch-size", "16", "--lr", "0.01",
-            "--seed", "3", "--train-size", "500", "--tag", "role=student", "--out-dir", str(out)]
+            "--recipe", json.dumps({"hidden": [16], "epochs": epochs, "batch_size": 16, "lr": 0.01,
+                                    "weight_decay": 0, "train_size": 500}),
+            "--seed", "3", "--tag", "role=student", "--out-dir", str(out)]
 
 
 def _wait(process: subprocess.Popen, timeout: float) -> tuple[str, str]:

@@ -34,7 +34,7 @@ rule cifar100_teacher:
     params:
         arch=lambda w: CIFAR["teachers"][w.teacher_name]["arch"],
         grid=lambda w: json.dumps(CIFAR["teachers"][w.teacher_name]["target"]),
-        recipe=lambda w: recipe_args(teacher_recipe(CIFAR, w.teacher_name)),
+        recipe=lambda w: json.dumps(teacher_recipe(CIFAR, w.teacher_name)),
         seed=CIFAR["teacher_seed"],
     resources:
         gpu=1,
@@ -45,7 +45,7 @@ rule cifar100_teacher:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.train_images --data {input.data} --arch {params.arch}"
-        " --grid {params.grid:q} {params.recipe} --seed {params.seed} --threads {threads}"
+        " --grid {params.grid:q} --recipe {params.recipe:q} --seed {params.seed} --threads {threads}"
         " --tag role=teacher --tag teacher={wildcards.teacher_name} --tag student={params.arch}"
         " --out-dir $(dirname {output.model}) 2> {log}"
 
@@ -63,7 +63,7 @@ rule cifar100_student:
         variant="|".join(re.escape(slug) for slug in CIFAR_VARIANTS),
     params:
         grid=lambda w: json.dumps(CIFAR_VARIANTS[w.variant].to_grid()),
-        recipe=recipe_args(CIFAR["recipe"]),
+        recipe=json.dumps(CIFAR["recipe"]),
         teacher=lambda w, input: f"--teacher {input.teacher}" if input.teacher else "",
     resources:
         gpu=1,
@@ -74,7 +74,7 @@ rule cifar100_student:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.train_images --data {input.data} --arch {wildcards.student_arch}"
-        " --grid {params.grid:q} {params.teacher} {params.recipe} --seed {wildcards.seed}"
+        " --grid {params.grid:q} {params.teacher} --recipe {params.recipe:q} --seed {wildcards.seed}"
         " --threads {threads} --tag role=student --tag teacher={wildcards.teacher_name}"
         " --tag student={wildcards.student_arch} --out-dir $(dirname {output.model}) 2> {log}"
 

@@ -5,7 +5,7 @@ import re
 
 from partialkd.reporting.summary import NO_TEACHER
 from partialkd.plan.code_dependencies import step_files
-from partialkd.plan.config import teacher_recipe, validate_params
+from partialkd.plan.config import stacked_recipe, teacher_recipe, validate_params
 from partialkd.plan import matrix
 from partialkd.plan.tracks import NETWORK_TRACKS, TRACKS as TRACK_RECORDS
 
@@ -49,13 +49,6 @@ IMAGENET_DIR = "results/imagenet"
 def gamma_label(gamma):
     """The γ of a path: 0.3 -> '0.3', 0.0 -> '0'."""
     return f"{float(gamma):g}"
-
-
-def training_args(section):
-    """The shared `python -m partialkd.train` options of a params.yaml training section."""
-    hidden = " ".join(str(width) for width in section["hidden"])
-    return (f"--hidden {hidden} --epochs {section['epochs']} --batch-size {section['batch_size']} "
-            f"--lr {section['lr']} --weight-decay {section['weight_decay']}")
 
 
 def synthetic_teacher_source(gamma, world, teacher):
@@ -160,13 +153,6 @@ def fmnist_pair_methods(teacher, student):
             if method in pair.get("methods", FMNIST["methods"])}
 
 
-def fmnist_student_args(student):
-    """The `python -m partialkd.train` options of a Fashion-MNIST student architecture."""
-    training = FMNIST["students"]["training"]
-    return (training_args({**training, **FMNIST["students"]["architectures"][student]})
-            + f" --train-size {training['train_size']}" + ("" if training["tau_squared"] else " --no-tau-squared"))
-
-
 def full_pairs(track):
     """An image track's (teacher, student) pairs that train every method: the claims compare on
     them, and the students' analyses run on them."""
@@ -210,21 +196,3 @@ def report_inputs(wildcards):
         inputs[track] = [f"results/{track}/summary.csv", f"results/{track}/claims.json"]
         inputs[f"{track}_figures"] = [*own, *analysis_figures(track)]
     return inputs
-
-
-def lm_recipe_args(recipe):
-    """The `python -m partialkd.train_lm` options of the language models' recipe."""
-    return (f"--epochs {recipe['epochs']} --batch-size {recipe['batch_size']} --bptt {recipe['bptt']}"
-            f" --lr {recipe['lr']} --lr-decay {recipe['lr_decay']} --decay-after {recipe['decay_after']}"
-            f" --clip {recipe['clip']} --precision {recipe['precision']}"
-            + ("" if recipe["train_tokens"] is None else f" --train-tokens {recipe['train_tokens']}")
-            + ("" if recipe["tau_squared"] else " --no-tau-squared"))
-
-
-def recipe_args(recipe):
-    """The `python -m partialkd.train_images` options of the training recipe."""
-    milestones = " ".join(str(epoch) for epoch in recipe["milestones"])
-    return (f"--epochs {recipe['epochs']} --batch-size {recipe['batch_size']} --lr {recipe['lr']}"
-            f" --momentum {recipe['momentum']} --weight-decay {recipe['weight_decay']}"
-            f" --milestones {milestones} --lr-decay {recipe['lr_decay']} --precision {recipe['precision']}"
-            + ("" if recipe["tau_squared"] else " --no-tau-squared"))

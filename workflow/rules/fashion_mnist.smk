@@ -38,7 +38,7 @@ rule fashion_mnist_teacher:
     params:
         arch=lambda w: FMNIST["teachers"][w.teacher_name]["arch"],
         grid=lambda w: json.dumps(FMNIST["teachers"][w.teacher_name]["target"]),
-        recipe=lambda w: recipe_args(teacher_recipe(FMNIST, w.teacher_name)),
+        recipe=lambda w: json.dumps(teacher_recipe(FMNIST, w.teacher_name)),
     resources:
         gpu=1,
     log:
@@ -48,7 +48,7 @@ rule fashion_mnist_teacher:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.train_images --data {input.data} --arch {params.arch}"
-        " --grid {params.grid:q} {params.recipe} --seed {wildcards.teacher_seed} --threads {threads}"
+        " --grid {params.grid:q} --recipe {params.recipe:q} --seed {wildcards.teacher_seed} --threads {threads}"
         " --tag role=teacher --tag teacher={wildcards.teacher_name} --tag student={params.arch}"
         " --tag teacher_seed={wildcards.teacher_seed} --out-dir $(dirname {output.model}) 2> {log}"
 
@@ -66,7 +66,8 @@ rule fashion_mnist_student_stack:
         student_arch="|".join(FMNIST["students"]["architectures"]),
         teacher_seed=r"\d+",
     params:
-        training=lambda w: fmnist_student_args(w.student_arch),
+        recipe=lambda w: json.dumps(stacked_recipe(FMNIST["students"]["training"],
+                                                 FMNIST["students"]["architectures"][w.student_arch])),
         grid=lambda w: json.dumps(fmnist_pair_methods(w.teacher_name, w.student_arch)),
     log:
         "logs/fashion_mnist/students/{student_arch}/{teacher_name}/teacher_seed{teacher_seed}/seed{seed}.log",
@@ -75,7 +76,7 @@ rule fashion_mnist_student_stack:
     threads: 1
     shell:
         "python -m partialkd.train --data {input.data} --teacher {input.teacher}"
-        " --grid {params.grid:q} {params.training} --seed {wildcards.seed} --threads {threads}"
+        " --grid {params.grid:q} --recipe {params.recipe:q} --seed {wildcards.seed} --threads {threads}"
         " --tag role=student --tag teacher={wildcards.teacher_name} --tag student={wildcards.student_arch}"
         " --tag teacher_seed={wildcards.teacher_seed} --out-dir $(dirname {output.model}) 2> {log}"
 

@@ -35,7 +35,7 @@ rule imagenet_teacher:
     params:
         arch=lambda w: IMAGENET["teachers"][w.teacher_name]["arch"],
         grid=lambda w: json.dumps(IMAGENET["teachers"][w.teacher_name]["target"]),
-        recipe=lambda w: recipe_args(teacher_recipe(IMAGENET, w.teacher_name)),
+        recipe=lambda w: json.dumps(teacher_recipe(IMAGENET, w.teacher_name)),
         input=IMAGENET_INPUT,
         seed=IMAGENET["teacher_seed"],
     resources:
@@ -47,7 +47,7 @@ rule imagenet_teacher:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.train_imagenet --index {input.data} --arch {params.arch}"
-        " --grid {params.grid:q} {params.recipe} {params.input} --seed {params.seed} --threads {threads}"
+        " --grid {params.grid:q} --recipe {params.recipe:q} {params.input} --seed {params.seed} --threads {threads}"
         " --tag role=teacher --tag teacher={wildcards.teacher_name} --tag student={params.arch}"
         " --out-dir $(dirname {output.model}) 2> {log}"
 
@@ -65,7 +65,7 @@ rule imagenet_student:
         variant="|".join(re.escape(slug) for slug in IMAGENET_VARIANTS),
     params:
         grid=lambda w: json.dumps(IMAGENET_VARIANTS[w.variant].to_grid()),
-        recipe=recipe_args(IMAGENET["recipe"]),
+        recipe=json.dumps(IMAGENET["recipe"]),
         input=IMAGENET_INPUT,
         teacher=lambda w, input: teacher_options("imagenet", w.teacher_name, input.teacher),
     resources:
@@ -77,7 +77,7 @@ rule imagenet_student:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.train_imagenet --index {input.data} --arch {wildcards.student_arch}"
-        " --grid {params.grid:q} {params.teacher} {params.recipe} {params.input} --seed {wildcards.seed}"
+        " --grid {params.grid:q} {params.teacher} --recipe {params.recipe:q} {params.input} --seed {wildcards.seed}"
         " --threads {threads} --tag role=student --tag teacher={wildcards.teacher_name}"
         " --tag student={wildcards.student_arch} --out-dir $(dirname {output.model}) 2> {log}"
 

@@ -33,7 +33,7 @@ rule ptb_teacher:
     params:
         arch=lambda w: PTB["teachers"][w.teacher_name]["arch"],
         grid=lambda w: json.dumps(PTB["teachers"][w.teacher_name]["target"]),
-        recipe=lambda w: lm_recipe_args(teacher_recipe(PTB, w.teacher_name)),
+        recipe=lambda w: json.dumps(teacher_recipe(PTB, w.teacher_name)),
         seed=PTB["teacher_seed"],
     resources:
         gpu=1,
@@ -44,7 +44,7 @@ rule ptb_teacher:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.train_lm --data {input.data} --arch {params.arch}"
-        " --grid {params.grid:q} {params.recipe} --seed {params.seed} --threads {threads}"
+        " --grid {params.grid:q} --recipe {params.recipe:q} --seed {params.seed} --threads {threads}"
         " --tag role=teacher --tag teacher={wildcards.teacher_name} --tag student={params.arch}"
         " --out-dir $(dirname {output.model}) 2> {log}"
 
@@ -62,7 +62,7 @@ rule ptb_student:
         variant="|".join(re.escape(slug) for slug in PTB_VARIANTS),
     params:
         grid=lambda w: json.dumps(PTB_VARIANTS[w.variant].to_grid()),
-        recipe=lm_recipe_args(PTB["recipe"]),
+        recipe=json.dumps(PTB["recipe"]),
         teacher=lambda w, input: f"--teacher {input.teacher}" if input.teacher else "",
     resources:
         gpu=1,
@@ -73,7 +73,7 @@ rule ptb_student:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.train_lm --data {input.data} --arch {wildcards.student_arch}"
-        " --grid {params.grid:q} {params.teacher} {params.recipe} --seed {wildcards.seed}"
+        " --grid {params.grid:q} {params.teacher} --recipe {params.recipe:q} --seed {wildcards.seed}"
         " --threads {threads} --tag role=student --tag teacher={wildcards.teacher_name}"
         " --tag student={wildcards.student_arch} --out-dir $(dirname {output.model}) 2> {log}"
 

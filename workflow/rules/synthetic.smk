@@ -38,7 +38,7 @@ rule synthetic_teacher:
         model=f"{SYN_DIR}/teachers/gamma{{gamma}}/world{{world}}/mlp/model.pt",
         metrics=f"{SYN_DIR}/teachers/gamma{{gamma}}/world{{world}}/mlp/metrics.json",
     params:
-        training=training_args(SYN["teacher"]),
+        recipe=json.dumps(stacked_recipe(SYN["teacher"])),
         grid=json.dumps({"ce": {}}),
     log:
         "logs/synthetic/teachers/gamma{gamma}/world{world}/mlp.log",
@@ -46,7 +46,7 @@ rule synthetic_teacher:
         "benchmarks/synthetic/teachers/gamma{gamma}/world{world}/mlp.tsv"
     threads: 1
     shell:  # the world's teacher trains from the world's seed
-        "python -m partialkd.train --data {input.data} --grid {params.grid:q} {params.training}"
+        "python -m partialkd.train --data {input.data} --grid {params.grid:q} --recipe {params.recipe:q}"
         " --seed {wildcards.world} --threads {threads} --tag role=teacher --tag teacher=mlp"
         " --tag world={wildcards.world} --out-dir $(dirname {output.model}) 2> {log}"
 
@@ -62,10 +62,8 @@ rule synthetic_student_stack:
     wildcard_constraints:
         student="|".join(SYN_STUDENTS),
     params:
-        training=lambda w: training_args({**SYN["student"], **SYN_STUDENTS[w.student]}),
+        recipe=lambda w: json.dumps(stacked_recipe(SYN["student"], SYN_STUDENTS[w.student])),
         grid=json.dumps(SYN["methods"]),
-        train_size=SYN["student"]["train_size"],
-        tau=lambda w: "" if SYN["student"]["tau_squared"] else "--no-tau-squared",
         teacher=lambda w, input: input.teacher or "oracle",
     log:
         "logs/synthetic/students/gamma{gamma}/world{world}/{teacher}/{student}/seed{seed}.log",
@@ -74,7 +72,7 @@ rule synthetic_student_stack:
     threads: 1
     shell:
         "python -m partialkd.train --data {input.data} --teacher {params.teacher}"
-        " --grid {params.grid:q} {params.training} --train-size {params.train_size} {params.tau}"
+        " --grid {params.grid:q} --recipe {params.recipe:q}"
         " --seed {wildcards.seed} --threads {threads}"
         " --tag role=student --tag teacher={wildcards.teacher} --tag student={wildcards.student}"
         " --tag world={wildcards.world}"

@@ -1,6 +1,7 @@
 """Validation of params.yaml, run by the workflow before any job: errors name the bad key."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import yaml
 from partialkd.core.grid import expand_grid
 from partialkd.core.targets import distils, method_params
 from partialkd.plan.tracks import NETWORK_TRACKS, TRACKS
+from partialkd.training.stacked import TrainConfig
 
 
 class ConfigError(ValueError):
@@ -136,6 +138,15 @@ def _check_image_track(track: str, section: dict[str, Any], schema: dict[str, An
         if unknown:
             raise ConfigError(f"params.yaml: {key}.methods: {', '.join(unknown)} not in "
                               f"{track}.methods ({', '.join(section['methods'])})")
+
+
+def stacked_recipe(*sections: dict[str, Any]) -> dict[str, Any]:
+    """The recipe of a stacked-MLP run (training.stacked.TrainConfig, but its seed): the keys of
+    `sections` that are its fields, a later section's value first (a section also holds e.g. the
+    student seeds or an architecture's name)."""
+    fields = {field.name for field in dataclasses.fields(TrainConfig)} - {"seed"}
+    merged = {key: value for section in sections for key, value in section.items()}
+    return {key: value for key, value in merged.items() if key in fields}
 
 
 def teacher_recipe(section: dict[str, Any], teacher: str) -> dict[str, Any]:
