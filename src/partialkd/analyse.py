@@ -1,6 +1,6 @@
 """Analyses of trained students (NOTES §5), on any track: gradient rescaling (C10) and logit
 geometry (C11), for one teacher and the students of one condition (a γ of the synthetic track,
-a student architecture of an image track), over every seed.
+a student architecture of a real-data track), over every seed.
 
 `python -m partialkd.analyse --data DATA --teacher MODEL.pt|oracle --teacher-name NAME
 --summary SUMMARY.csv [--student ARCH] [--gamma G] [--replicate world=N|teacher_seed=N]
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--teacher-name", required=True,
                         help="the teacher's name in the summary's `teacher` column")
     parser.add_argument("--summary", required=True, help="the track's summary.csv (selects the students)")
-    parser.add_argument("--student", help="the student architecture (image tracks)")
+    parser.add_argument("--student", help="the student architecture (the real-data tracks)")
     parser.add_argument("--gamma", type=float, help="the class correlation γ (synthetic track)")
     parser.add_argument("--replicate", type=parse_replicate, metavar="COLUMN=N",
                         help="the students of one world (world=N) or teacher seed (teacher_seed=N)")

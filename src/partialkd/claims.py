@@ -2,7 +2,7 @@
 
 One statistical procedure for every claim, stated once in the report (`procedure_text`):
 - **Parts.** A claim is a family of parts: one paired comparison per condition (each γ of the
-  synthetic track, each teacher→student pair of an image track) and per comparison the claim
+  synthetic track, each teacher→student pair of a real-data track) and per comparison the claim
   makes. A part's evidence is the per-seed differences (a − b of test accuracy in points, of the
   best-on-validation checkpoint; with `--metric ppl` of test perplexity, signed so that a
   positive difference favours a), or per-seed statistics (C6's slope, C10's and C11's
@@ -623,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="synthetic track: the student architecture compared (default: every "
                              "student together); repeated, like --teacher, for every teacher")
     scope.add_argument("--pair", nargs=2, action="append", metavar=("TEACHER", "STUDENT"),
-                       help="image tracks: a teacher and student architecture to compare on (repeatable)")
+                       help="real-data tracks: a teacher and student architecture to compare on (repeatable)")
     parser.add_argument("--analyses", nargs="*", default=[],
                         help="analysis JSON files of partialkd.analyse (for C10 and C11)")
     parser.add_argument("--diagnoses", nargs="*", default=[],

@@ -156,5 +156,5 @@ def test_the_default_params_plan_all_five_tracks(tmp_path: Path) -> None:
     plan = planned_rules(snakemake(tmp_path, "--dry-run", "--resources", "gpu=4"))
     for track in ("synthetic", "cifar100", "fashion_mnist", "ptb", "imagenet"):
         assert f"{track}_summary" in plan, plan
-    assert {"ptb_teacher", "ptb_student", "imagenet_teacher", "imagenet_student", "image_analysis",
-            "image_claims", "report"} <= plan
+    assert {"ptb_teacher", "ptb_student", "imagenet_teacher", "imagenet_student", "network_analysis",
+            "network_claims", "report"} <= plan

@@ -58,7 +58,7 @@ rule synthetic_analysis:
         "gamma{wildcards.gamma}_{wildcards.teacher}_{wildcards.student} 2> {log}"
 
 
-rule image_analysis:
+rule network_analysis:
     input:
         data=lambda w: TRACK_RECORDS[w.track].data,
         teacher=lambda w: track_teacher_file(w.track, w.teacher_name, w.teacher_seed),
@@ -112,7 +112,7 @@ rule synthetic_diagnosis:
         " 2> {log}"
 
 
-rule image_diagnosis:
+rule network_diagnosis:
     input:
         data=lambda w: TRACK_RECORDS[w.track].data,
         teachers=lambda w: [track_teacher_file(w.track, t, w.teacher_seed)
@@ -143,7 +143,7 @@ rule image_diagnosis:
 
 
 def replicates(track):
-    """A track's replicates as path segments: the synthetic worlds, an image track's teacher seeds."""
+    """A track's replicates as path segments: the synthetic worlds, a real-data track's teacher seeds."""
     if track == "synthetic":
         return [f"world{world}" for world in WORLDS]
     return [f"teacher_seed{seed}" for seed in teacher_seeds(track)]
@@ -155,7 +155,7 @@ def analysis_jsons(track):
     if track == "synthetic":
         return expand(rules.synthetic_analysis.output.json, gamma=GAMMAS, world=WORLDS, teacher=SYN["teachers"],
                       student=SYN_STUDENTS)
-    return [rules.image_analysis.output.json.format(track=track, teacher_seed=seed, teacher_name=teacher,
+    return [rules.network_analysis.output.json.format(track=track, teacher_seed=seed, teacher_name=teacher,
                                                     student_arch=student)
             for seed in teacher_seeds(track) for teacher, student in full_pairs(track)]
 
@@ -165,7 +165,7 @@ def diagnosis_jsons(track):
     taught by several."""
     if track == "synthetic":
         return expand(rules.synthetic_diagnosis.output.json, gamma=GAMMAS, world=WORLDS)
-    return [rules.image_diagnosis.output.json.format(track=track, teacher_seed=seed, student_arch=student)
+    return [rules.network_diagnosis.output.json.format(track=track, teacher_seed=seed, student_arch=student)
             for seed in teacher_seeds(track) for student in diagnosed_students(track)]
 
 

@@ -97,7 +97,7 @@ def track_teacher_file(track, teacher, teacher_seed=None):
 
 
 def teacher_seeds(track):
-    """The seeds of an image track's teachers: several where the track trains several teachers of
+    """The seeds of a real-data track's teachers: several where the track trains several teachers of
     each kind (`teacher_seeds`, the claims' replicates), else its one `teacher_seed`."""
     section = config[track]
     return section["teacher_seeds"] if "teacher_seeds" in section else [section["teacher_seed"]]
@@ -114,7 +114,7 @@ def trained_teachers(track):
 
 
 def student_teacher(track, wildcards):
-    """The teacher file a student job of an image track distils from (none for ce and ls)."""
+    """The teacher file a student job of a real-data track distils from (none for ce and ls)."""
     return [] if wildcards.teacher_name == NO_TEACHER else track_teacher_file(track, wildcards.teacher_name)
 
 
@@ -154,20 +154,20 @@ def fmnist_pair_methods(teacher, student):
 
 
 def full_pairs(track):
-    """An image track's (teacher, student) pairs that train every method: the claims compare on
+    """A real-data track's (teacher, student) pairs that train every method: the claims compare on
     them, and the students' analyses run on them."""
     return list(dict.fromkeys((p["teacher"], p["student"]) for p in config[track]["students"]["pairs"]
                               if "methods" not in p))
 
 
 def diagnosed_teachers(track, student):
-    """The teachers a student architecture of an image track learns from, in params order."""
+    """The teachers a student architecture of a real-data track learns from, in params order."""
     return list(dict.fromkeys(p["teacher"] for p in config[track]["students"]["pairs"]
                               if p["student"] == student))
 
 
 def diagnosed_students(track):
-    """The student architectures of an image track taught by several teachers: their teachers'
+    """The student architectures of a real-data track taught by several teachers: their teachers'
     diagnoses (C9, C12) compare the students those teachers produce."""
     students = dict.fromkeys(p["student"] for p in config[track]["students"]["pairs"])
     return [student for student in students if len(diagnosed_teachers(track, student)) > 1]

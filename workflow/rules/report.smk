@@ -33,7 +33,7 @@ rule synthetic_claims:
         " --margin {params.claims[margin]} --out {output} 2> {log}"
 
 
-rule image_claims:
+rule network_claims:
     input:
         summary="results/{track}/summary.csv",
         analyses=lambda w: analysis_jsons(w.track),
