@@ -16,10 +16,7 @@ wildcard_constraints:
     teacher="|".join(SYN["teachers"]),
 
 include: "workflow/rules/synthetic.smk"
-include: "workflow/rules/cifar100.smk"
-include: "workflow/rules/fashion_mnist.smk"
-include: "workflow/rules/ptb.smk"
-include: "workflow/rules/imagenet.smk"
+include: "workflow/rules/networks.smk"
 include: "workflow/rules/analyses.smk"
 include: "workflow/rules/report.smk"
 

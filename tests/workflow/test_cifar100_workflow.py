@@ -88,7 +88,7 @@ def test_runs_record_their_device_and_speed(finished: Path) -> None:
 def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished: Path) -> None:
     """Issue 14: no CIFAR-100 job runs the LSTM or synthetic code; every training job runs the loss."""
     check_code_edits(finished, ("training/lm.py", "models/lstm.py", "data/synthetic.py", "training/stacked.py"),
-                     {"cifar100_teacher", "cifar100_student"})
+                     {"network_teacher", "network_student"})
 
 
 def test_second_run_has_nothing_to_do(finished: Path) -> None:

@@ -113,7 +113,7 @@ def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished: Path) -
     """Issue 14: no Fashion-MNIST job runs the LSTM code; the CNN code reaches the stacked students
     through their teachers' logits; every training job runs the loss."""
     check_code_edits(finished, ("training/lm.py", "models/lstm.py", "data/synthetic.py"),
-                     {"fashion_mnist_teacher", "fashion_mnist_student_stack"}, related=("training/images.py",))
+                     {"network_teacher_replicate", "network_student_stack"}, related=("training/images.py",))
 
 
 def test_second_run_has_nothing_to_do(finished: Path) -> None:

@@ -72,7 +72,7 @@ def test_a_teacher_without_a_file_is_trained_by_the_workflow(finished: Path, tmp
                                                                                "target": {"ce": {}}}}))
     result = snakemake(tmp_path, "--configfile", "tiny.yaml", "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"^imagenet_teacher\s+1$", result.stdout, flags=re.MULTILINE), result.stdout[-3000:]
+    assert re.search(r"^network_teacher\s+1$", result.stdout, flags=re.MULTILINE), result.stdout[-3000:]
 
 
 def test_a_malformed_root_is_refused_naming_the_parameter(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_a_malformed_root_is_refused_naming_the_parameter(tmp_path: Path) -> Non
     copy_workflow(tmp_path, tiny_imagenet(root, {"resnet34": {"arch": "resnet34", "target": {"ce": {}}}}))
     result = snakemake(tmp_path, "imagenet_data_phase", "--configfile", "tiny.yaml")
     assert result.returncode != 0
-    log = (tmp_path / "logs/imagenet/data.log").read_text()
+    log = (tmp_path / "logs/imagenet/index.log").read_text()
     assert "imagenet.data.root" in log and "val/" in log
     assert not (tmp_path / "results/imagenet/data/index.pt").exists()
 

@@ -87,7 +87,7 @@ def test_a_corrupt_file_is_refused_by_its_checksum(tmp_path: Path) -> None:
 def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished: Path) -> None:
     """Issue 14: every Penn Treebank training job runs the LSTM code, none the image networks'."""
     check_code_edits(finished, ("models/vision.py", "training/images.py", "data/synthetic.py"),
-                     {"ptb_teacher", "ptb_student"}, related=("models/lstm.py",))
+                     {"network_teacher", "network_student"}, related=("models/lstm.py",))
 
 
 def test_second_run_has_nothing_to_do(finished: Path) -> None:

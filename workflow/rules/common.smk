@@ -7,6 +7,7 @@ from partialkd.reporting.summary import NO_TEACHER
 from partialkd.plan.code_dependencies import step_files
 from partialkd.plan.config import stacked_recipe, teacher_recipe, validate_params
 from partialkd.plan import matrix
+from partialkd.plan.options import command_options
 from partialkd.plan.tracks import NETWORK_TRACKS, TRACKS as TRACK_RECORDS
 
 validate_params(config, workflow.source_path("../schemas/params.schema.yaml"))
@@ -21,10 +22,6 @@ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
 
 RUN_TRACKS = config["tracks"]  # the tracks this run reproduces
 SYN = config["synthetic"]
-CIFAR = config["cifar100"]
-FMNIST = config["fashion_mnist"]
-PTB = config["ptb"]
-IMAGENET = config["imagenet"]
 
 # The package files each step runs (its entry module and what it imports, from the import graph:
 # partialkd.plan.code_dependencies): rule inputs, so that editing a module re-runs exactly the steps
@@ -40,10 +37,6 @@ CODE = {
        for step in ("train", "analyse", "diagnose") for track in TRACK_RECORDS},
 }
 SYN_DIR = "results/synthetic"
-CIFAR_DIR = "results/cifar100"
-FMNIST_DIR = "results/fashion_mnist"
-PTB_DIR = "results/ptb"
-IMAGENET_DIR = "results/imagenet"
 
 
 def gamma_label(gamma):
@@ -63,54 +56,32 @@ def teacher_model(wildcards):
     return synthetic_teacher_source(wildcards.gamma, wildcards.world, wildcards.teacher)
 
 
-# The CIFAR-100 matrix: every grid point of `cifar100.methods` is a job, named by its slug.
-CIFAR_VARIANTS = matrix.variants(CIFAR)
-CIFAR_TEACHERS = matrix.teachers_used(CIFAR)
-CIFAR_DATA = TRACK_RECORDS["cifar100"].data
+def replicated(track):
+    """Whether a real-data track trains several teachers of each kind (`teacher_seeds`)."""
+    return "teacher_seeds" in config[track]
 
 
-def cifar_teacher_model(wildcards):
-    """The teacher checkpoint a student job distils from (none for ce and ls)."""
-    if wildcards.teacher_name == NO_TEACHER:
-        return []
-    return rules.cifar100_teacher.output.model.format(teacher_name=wildcards.teacher_name)
-
-
-# The Fashion-MNIST matrix: per pair and seed, one stack of the pair's methods.
-FMNIST_DATA = TRACK_RECORDS["fashion_mnist"].data
-FMNIST_TEACHERS = list(dict.fromkeys(pair["teacher"] for pair in FMNIST["students"]["pairs"]))
-# The Penn Treebank and ImageNet matrices: one job per grid point and seed, as on CIFAR-100.
-PTB_DATA = TRACK_RECORDS["ptb"].data
-PTB_VARIANTS = matrix.variants(PTB)
-IMAGENET_DATA = TRACK_RECORDS["imagenet"].data  # an index of the user's image files
-IMAGENET_VARIANTS = matrix.variants(IMAGENET)
+def teacher_run(track, teacher, teacher_seed):
+    """The folder of a teacher the workflow trains (of `teacher_seed` on a track that trains
+    several teachers of each kind)."""
+    seed_dir = f"/teacher_seed{teacher_seed}" if replicated(track) else ""
+    return f"results/{track}/teachers/{teacher}{seed_dir}"
 
 
 def track_teacher_file(track, teacher, teacher_seed=None):
-    """A teacher's weights: the file that params.yaml gives, or the workflow's teacher run (of
-    `teacher_seed` on a track that trains several teachers of each kind)."""
+    """A teacher's weights: the file that params.yaml gives, or the workflow's teacher run."""
     spec = config[track]["teachers"][teacher]
-    if "file" in spec:
-        return spec["file"]
-    seed_dir = f"teacher_seed{teacher_seed}/" if "teacher_seeds" in config[track] else ""
-    return f"results/{track}/teachers/{teacher}/{seed_dir}model.pt"
+    return spec["file"] if "file" in spec else f"{teacher_run(track, teacher, teacher_seed)}/model.pt"
 
 
 def teacher_seeds(track):
-    """The seeds of a real-data track's teachers: several where the track trains several teachers of
-    each kind (`teacher_seeds`, the claims' replicates), else its one `teacher_seed`."""
-    section = config[track]
-    return section["teacher_seeds"] if "teacher_seeds" in section else [section["teacher_seed"]]
+    """The seeds of a real-data track's teachers (partialkd.plan.matrix.teacher_seeds)."""
+    return matrix.teacher_seeds(config[track])
 
 
 def replicate_option(track, teacher_seed):
     """`--replicate teacher_seed=N` for the analyses of a track with several teacher seeds."""
-    return f" --replicate teacher_seed={teacher_seed}" if "teacher_seeds" in config[track] else ""
-
-
-def trained_teachers(track):
-    """The teachers some pair distils from that the workflow trains (not given as files)."""
-    return [t for t in matrix.teachers_used(config[track]) if "file" not in config[track]["teachers"][t]]
+    return f" --replicate teacher_seed={teacher_seed}" if replicated(track) else ""
 
 
 def student_teacher(track, wildcards):
@@ -129,7 +100,8 @@ def teacher_options(track, teacher, path):
 def analysis_bounds_args(track):
     """`--top-classes N --max-examples M`: the track's `analysis` bounds, as `partialkd.analyse`
     and `partialkd.diagnose` take them (none where the track sets none)."""
-    return "".join(f" --{key.replace('_', '-')} {value}" for key, value in config[track].get("analysis", {}).items())
+    bounds = command_options(config[track].get("analysis", {}))
+    return f" {bounds}" if bounds else ""
 
 
 def input_size_args(track):
@@ -144,13 +116,6 @@ def analysis_args(track, teacher):
     spec = config[track]["teachers"][teacher]
     file_args = f" --teacher-arch {spec['arch']}{input_size_args(track)}" if "file" in spec else ""
     return analysis_bounds_args(track) + file_args
-
-
-def fmnist_pair_methods(teacher, student):
-    """The method grids one Fashion-MNIST student stack trains: its pair's methods."""
-    pair = next(p for p in FMNIST["students"]["pairs"] if (p["teacher"], p["student"]) == (teacher, student))
-    return {method: grid for method, grid in FMNIST["methods"].items()
-            if method in pair.get("methods", FMNIST["methods"])}
 
 
 def full_pairs(track):

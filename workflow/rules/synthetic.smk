@@ -110,3 +110,8 @@ rule synthetic_teachers_phase:
 rule synthetic_students_phase:
     input:
         rules.synthetic_summary.input.students,
+
+
+rule synthetic_summary_phase:
+    input:
+        rules.synthetic_summary.output,

@@ -16,6 +16,10 @@ class Track:
     recipe: str = "recipe"  # the schema definition ($defs) of its teachers' training recipe
     score: str = "acc"  # of its tables, claims and grid-point selection (reporting.summary SCORES)
     data_file: str = "data.pt"  # its prepared dataset, under results/<name>/data/
+    trainer: str = "train_images"  # the `python -m partialkd.<trainer>` step that trains its networks
+    # Whether its students train as stacked MLPs (`partialkd.train`; one stack per pair, teacher
+    # seed and seed) instead of one `trainer` network per grid point.
+    stacked_students: bool = False
     # The modules that read its trained networks back, imported inside functions
     # (training.read_runs): code inputs of the steps that read its runs (plan.code_dependencies).
     network_code: tuple[str, ...] = ()
@@ -44,14 +48,15 @@ class Track:
 
 SYNTHETIC = "synthetic"
 TRACKS: dict[str, Track] = {track.name: track for track in (
-    Track(SYNTHETIC, "Synthetic study (NOTES §3)", "the synthetic data", None, "mlp"),
+    Track(SYNTHETIC, "Synthetic study (NOTES §3)", "the synthetic data", None, "mlp", trainer="train",
+          stacked_students=True),
     Track("cifar100", "CIFAR-100 (NOTES §4)", "CIFAR-100", 100, "vision",
           network_code=("training.images",)),
     Track("fashion_mnist", "Fashion-MNIST (NOTES §4)", "Fashion-MNIST", 10, "vision",
-          network_code=("training.images",)),
+          stacked_students=True, network_code=("training.images",)),
     Track("ptb", "Penn Treebank (NOTES §4)", "Penn Treebank", 10000, "lstm", recipe="lm_recipe",
-          score="ppl", network_code=("training.lm",)),
+          score="ppl", trainer="train_lm", network_code=("training.lm",)),
     Track("imagenet", "ImageNet (NOTES §4)", "ImageNet", 1000, "imagenet", data_file="index.pt",
-          network_code=("training.images", "data.imagenet")),
+          trainer="train_imagenet", network_code=("training.images", "data.imagenet")),
 )}
 NETWORK_TRACKS = tuple(name for name, track in TRACKS.items() if track.per_network)
