@@ -2,6 +2,7 @@
 in the real format, tiny networks, one epoch; down to the table and claims in the report."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +76,15 @@ def test_the_matrix_runs_down_to_the_report(finished: Path) -> None:
     assert "### small → resnet8" in report and "### small_ls → resnet8" in report
     assert "| Δ (ours) | peak test over epochs | Δ (peers' protocol) |" in report
     assert "## Synthetic study" not in report
+    # the distilling students read their teacher's logits from its cache (teacher_cache: auto, float32
+    # on a CPU), which Snakemake deleted once they were trained; ce and ls need none
+    for teacher, variant in (("small", "kd-lam0.9-tau4"), ("small_ls", "kd-lam0.9-tau4"), ("none", "ce-lam0-tau1")):
+        config = json.loads((finished / f"results/cifar100/students/resnet8/{teacher}/{variant}/seed0/metrics.json"
+                             ).read_text())["config"]
+        assert config.get("teacher_cache") == (None if teacher == "none" else "float32"), teacher
+    assert sorted(path.name for path in (finished / "logs/cifar100/teacher_caches").iterdir()) == [
+        "small.log", "small_ls.log"]
+    assert not list(finished.glob("results/cifar100/teachers/*/view_logits.pt"))
 
 
 def test_runs_record_their_device_and_speed(finished: Path) -> None:
@@ -88,7 +98,7 @@ def test_runs_record_their_device_and_speed(finished: Path) -> None:
 def test_a_code_edit_reruns_exactly_the_jobs_that_run_the_code(finished: Path) -> None:
     """Issue 14: no CIFAR-100 job runs the LSTM or synthetic code; every training job runs the loss."""
     check_code_edits(finished, ("training/lm.py", "models/lstm.py", "data/synthetic.py", "training/stacked.py"),
-                     {"network_teacher", "network_student"})
+                     {"network_teacher", "network_teacher_cache", "network_student"})
 
 
 def test_second_run_has_nothing_to_do(finished: Path) -> None:

@@ -27,8 +27,8 @@ SYN = config["synthetic"]
 # partialkd.plan.code_dependencies): rule inputs, so that editing a module re-runs exactly the steps
 # that import it. dvc.yaml's stages list the same files, per phase (a test checks).
 CODE = {
-    **{step: step_files(step) for step in ("train_images", "train_lm", "train_imagenet", "aggregate", "claims",
-                                            "figures", "report", "latex")},
+    **{step: step_files(step) for step in ("train_images", "train_lm", "train_imagenet", "cache_teacher",
+                                            "aggregate", "claims", "figures", "report", "latex")},
     # A track's data step: `prepare` and the track's own module (imported inside prepare's functions).
     **{f"prepare:{track}": step_files("prepare", f"data.{track}") for track in TRACK_RECORDS},
     # The steps that read a track's trained networks back (a stacked student's teacher, the analyses

@@ -36,6 +36,16 @@ TRAINED_TEACHERS = "|".join(sorted({t for track in NETWORK_TRACKS for t in matri
 VARIANTS = {track: matrix.variants(config[track]) for track in NETWORK_TRACKS if not stacked(track)}
 
 
+def cached(track):
+    """Whether the track's students read their teacher's logits from a cache (`teacher_cache`)."""
+    return config[track].get("teacher_cache", "off") not in ("off", False)
+
+
+def teacher_cache(track, teacher_name):
+    """The cache of teacher logits a student job reads (none without a teacher or a cache)."""
+    return [] if teacher_name == NO_TEACHER or not cached(track) else f"{teacher_run(track, teacher_name, None)}/view_logits.pt"
+
+
 def variant_grid(track, slug):
     """The one-point grid of a student job, as JSON."""
     if slug not in VARIANTS[track]:
@@ -108,10 +118,39 @@ use rule network_teacher as network_teacher_replicate with:
         "benchmarks/{track}/teachers/{teacher_name}/teacher_seed{teacher_seed}.tsv"
 
 
+# A teacher's logits of every augmented view of every training image, for its students (issue 15;
+# partialkd.training.teacher_cache): rebuilt when the teacher changes, deleted by Snakemake once
+# its students are trained (temp), never versioned (.dvcignore).
+rule network_teacher_cache:
+    input:
+        data=lambda w: TRACK_RECORDS[w.track].data,
+        teacher="results/{track}/teachers/{teacher_name}/model.pt",
+        code=CODE["cache_teacher"],
+    output:
+        temp("results/{track}/teachers/{teacher_name}/view_logits.pt"),
+    wildcard_constraints:
+        track=network_tracks(cached),
+        teacher_name=TRAINED_TEACHERS,
+    params:
+        precision=lambda w: config[w.track]["recipe"]["precision"],
+        dtype=lambda w: config[w.track]["teacher_cache"],
+    resources:
+        gpu=1,
+    log:
+        "logs/{track}/teacher_caches/{teacher_name}.log",
+    benchmark:
+        "benchmarks/{track}/teacher_caches/{teacher_name}.tsv"
+    shell:
+        "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
+        " python -m partialkd.cache_teacher --data {input.data} --teacher {input.teacher}"
+        " --precision {params.precision} --dtype {params.dtype} --out {output} 2> {log}"
+
+
 rule network_student:
     input:
         data=lambda w: TRACK_RECORDS[w.track].data,
         teacher=lambda w: student_teacher(w.track, w),
+        teacher_cache=lambda w: teacher_cache(w.track, w.teacher_name),
         code=lambda w: CODE[trainer(w.track)],
     output:
         model="results/{track}/students/{student_arch}/{teacher_name}/{variant}/seed{seed}/model.pt",
@@ -126,6 +165,7 @@ rule network_student:
         recipe=lambda w: json.dumps(config[w.track]["recipe"]),
         input=lambda w: command_options(config[w.track].get("input", {})),
         teacher=lambda w, input: teacher_options(w.track, w.teacher_name, input.teacher),
+        cache=lambda w, input: f"--teacher-cache {input.teacher_cache}" if input.teacher_cache else "",
     resources:
         gpu=1,
     log:
@@ -135,8 +175,8 @@ rule network_student:
     shell:
         "python -m partialkd.gpu_slots --gpus {resources.gpu} --"
         " python -m partialkd.{params.trainer} --data {input.data} --arch {wildcards.student_arch}"
-        " --grid {params.grid:q} {params.teacher} --recipe {params.recipe:q} {params.input} --seed {wildcards.seed}"
-        " --threads {threads} --tag role=student --tag teacher={wildcards.teacher_name}"
+        " --grid {params.grid:q} {params.teacher} {params.cache} --recipe {params.recipe:q} {params.input}"
+        " --seed {wildcards.seed} --threads {threads} --tag role=student --tag teacher={wildcards.teacher_name}"
         " --tag student={wildcards.student_arch} --out-dir $(dirname {output.model}) 2> {log}"
 
 

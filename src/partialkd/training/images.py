@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,19 @@ from partialkd.training.teachers import teacher_checkpoint
 
 PREDICT_BATCH = 500  # images per forward pass when scoring a whole split
 PAD = 4  # pixels of zero padding before the random 32x32 crop
+SHIFTS = 2 * PAD + 1  # crop offsets per axis: with the flip, 9 x 9 x 2 = 162 views of an image
+
+
+class Views(NamedTuple):
+    """Augmented views of a batch of training images: indices [B] into the split, crop offsets
+    (row, column) [B, 2] in [0, SHIFTS), horizontal flips [B] (bool)."""
+    index: Tensor
+    shifts: Tensor
+    flips: Tensor
+
+
+# The teacher's logits [B, K] of a batch's views, read from a cache of them (training.teacher_cache).
+CachedTeacher = Callable[[Views], Tensor]
 
 
 @dataclass(frozen=True)
@@ -89,16 +102,26 @@ class DeviceImages:
             end = start + batch_size
             yield self.normalise(self.images[start:end]), self.labels[start:end]
 
+    def augmented_views(self, batch_size: int, generator: torch.Generator) -> Iterator[Views]:
+        """A shuffled epoch's draws, made before the first batch: per batch, which images, and
+        the crop (pad 4) and flip of each."""
+        count = len(self)
+        order = torch.randperm(count, generator=generator).to(self.images.device)
+        shifts = torch.randint(0, SHIFTS, (count, 2), generator=generator).to(self.images.device)
+        flips = (torch.rand(count, generator=generator) < 0.5).to(self.images.device)
+        for batch in order.split(batch_size):
+            yield Views(batch, shifts[batch], flips[batch])
+
+    def view_batch(self, views: Views) -> tuple[Tensor, Tensor]:
+        """The normalised images and the labels of `views`."""
+        images = crop_and_flip(self.images[views.index], views.shifts, views.flips)
+        return self.normalise(images), self.labels[views.index]
+
     def augmented_epoch(self, batch_size: int, generator: torch.Generator
                         ) -> Iterator[tuple[Tensor, Tensor]]:
         """A shuffled epoch of randomly cropped (pad 4) and flipped images."""
-        count = len(self)
-        order = torch.randperm(count, generator=generator).to(self.images.device)
-        shifts = torch.randint(0, 2 * PAD + 1, (count, 2), generator=generator).to(self.images.device)
-        flips = (torch.rand(count, generator=generator) < 0.5).to(self.images.device)
-        for batch in order.split(batch_size):
-            images = crop_and_flip(self.images[batch], shifts[batch], flips[batch])
-            yield self.normalise(images), self.labels[batch]
+        for views in self.augmented_views(batch_size, generator):
+            yield self.view_batch(views)
 
 
 def crop_and_flip(images: Tensor, shifts: Tensor, flips: Tensor) -> Tensor:
@@ -115,23 +138,26 @@ def crop_and_flip(images: Tensor, shifts: Tensor, flips: Tensor) -> Tensor:
 
 def image_loop(model: nn.Module, splits: dict[str, Split], mean: list[float], std: list[float],
                objective: NetworkObjective, config: ImageTrainConfig, generator: torch.Generator,
-               placement: Placement) -> Loop:
-    """The `Loop` that `training.run_epochs` drives for one image network."""
+               placement: Placement, cached_teacher: CachedTeacher | None = None) -> Loop:
+    """The `Loop` that `training.run_epochs` drives for one image network; a student's teacher
+    logits come from `cached_teacher` where given, else from `objective.teacher` on each batch."""
     data = {name: DeviceImages(split, mean, std, placement) for name, split in splits.items()}
-    return sgd_loop(model, data, objective, config, generator, placement, split_scores)
+    return sgd_loop(model, data, objective, config, generator, placement, split_scores, cached_teacher)
 
 
 def sgd_loop(model: nn.Module, data: dict[str, DeviceImages], objective: NetworkObjective,
              config: ImageTrainConfig, generator: torch.Generator, placement: Placement,
-             scores: Callable[[Tensor, Tensor, int], dict[str, Tensor]]) -> Loop:
+             scores: Callable[[Tensor, Tensor, int], dict[str, Tensor]],
+             cached_teacher: CachedTeacher | None = None) -> Loop:
     """The `Loop` of `sgd_epoch`s on data["train"], each split scored by `scores(logits, labels,
     num_classes)` and its accuracy alone after every epoch on "valid" (selection) and "test"
     (recorded, never selecting); `data` holds DeviceImages or splits that serve the same batches
-    (`imagenet.FolderImages`)."""
+    (`imagenet.FolderImages`, which has no cache of teacher logits)."""
     optimizer, schedule = sgd_with_steps(model, config)
 
     def train_epoch() -> Tensor:
-        mean_loss = sgd_epoch(model, data["train"], objective, optimizer, config, generator, placement)
+        mean_loss = sgd_epoch(model, data["train"], objective, optimizer, config, generator, placement,
+                              cached_teacher)
         schedule.step()
         return mean_loss
 
@@ -169,20 +195,33 @@ def split_scores(logits: Tensor, labels: Tensor, num_classes: int) -> dict[str, 
 
 def sgd_epoch(model: nn.Module, train: DeviceImages, objective: NetworkObjective,
               optimizer: torch.optim.Optimizer, config: ImageTrainConfig,
-              generator: torch.Generator, placement: Placement) -> Tensor:
-    """One epoch of SGD; the mean loss [1] stays on the device until the epoch ends."""
+              generator: torch.Generator, placement: Placement,
+              cached_teacher: CachedTeacher | None = None) -> Tensor:
+    """One epoch of SGD; the mean loss [1] stays on the device until the epoch ends. The random
+    draws are the same with and without `cached_teacher`, so are the batches."""
     model.train()
     total = torch.zeros(1, device=placement.device)
-    for images, labels in train.augmented_epoch(config.batch_size, generator):
+    for images, labels, cached in _batches(train, config.batch_size, generator, cached_teacher):
         with placement.autocast():
             logits = model(images)
-            teacher_logits = None if objective.teacher is None else _teacher_logits(objective.teacher, images)
+            live = cached is None and objective.teacher is not None
+            teacher_logits = _teacher_logits(objective.teacher, images) if live else cached
         loss = objective.loss(logits.float(), teacher_logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.detach() * len(labels)
     return total / len(train)
+
+
+def _batches(train: DeviceImages, batch_size: int, generator: torch.Generator,
+             cached_teacher: CachedTeacher | None) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    """An epoch's (images, labels, the teacher's cached logits or None)."""
+    if cached_teacher is None:
+        yield from ((images, labels, None) for images, labels in train.augmented_epoch(batch_size, generator))
+        return
+    for views in train.augmented_views(batch_size, generator):
+        yield *train.view_batch(views), cached_teacher(views)
 
 
 @torch.no_grad()
