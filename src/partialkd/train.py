@@ -3,7 +3,7 @@
 A teacher is a run with the grid {"ce": {}} and no teacher; students get `--teacher` (a
 teacher run's model.pt, or 'oracle') and a grid of methods, trained together as one stacked
 model. Outputs in `--out-dir`: the run directory (`partialkd.training.run_directory`: `model.pt` and
-`metrics.json`) and, while running, `resume.pt`.
+`metrics.json`) and, while running, its resume state (`resume-<digest>.pt`, training.engine).
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: TrainConfig,
                          config.seed)
     fingerprint = {"config": asdict(config), "variants": [v.to_dict() for v in variants],
                    "data": sha256(data), "teacher": None if teacher is None else _teacher_id(teacher)}
-    result = fit(model, splits, dataset.num_classes, objective, config, out_dir / "resume.pt",
+    result = fit(model, splits, dataset.num_classes, objective, config, out_dir,
                  fingerprint, torch.Generator().manual_seed(derived_seed(config.seed, ORDER_SEED)),
                  on_epoch_end)
     arch = {"num_models": len(variants), "in_dim": splits["train"].x.shape[1],

@@ -7,7 +7,7 @@ state dict of a torchvision network (e.g. a user's pretrained resnet34 .pth; als
 {"state_dict": ...} checkpoints, with or without DataParallel's "module." prefix), whose
 architecture `--teacher-arch` names. One grid point per run, as on the other image tracks. The
 run directory gets model.pt, metrics.json (with top-5 accuracy as `top5_acc`) and, while
-running, resume.pt; a killed run restarted with the same arguments resumes where it stopped.
+running, its resume state (resume-<digest>.pt); a killed run restarted with the same arguments resumes where it stopped.
 The recipe comes in as one JSON object, `--recipe` (params.yaml's `imagenet.recipe`; the common
 one: SGD with momentum 0.9, lr 0.1 per 256 images, weight decay 1e-4, ×0.1 at epochs 30 and 60
 of 90); its lr is used as given.
@@ -65,7 +65,7 @@ def run(index: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainC
             for name, split in dataset.splits.items()}
     generator = torch.Generator().manual_seed(derived_seed(config.seed, ORDER_SEED))
     loop = loader_loop(model, data, objective, config, generator, placement)
-    result = run_epochs(loop, config.epochs, out_dir / "resume.pt", fingerprint, on_epoch_end)
+    result = run_epochs(loop, config.epochs, out_dir, fingerprint, on_epoch_end)
     arch = {"family": FAMILY, "name": config.arch, "num_classes": dataset.num_classes, **asdict(size)}
     return save_run(out_dir, arch, variants, fingerprint, result, dataset, objective.class_weights, tags)
 

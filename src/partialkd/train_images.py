@@ -6,7 +6,7 @@ logits from the cache that `python -m partialkd.cache_teacher` wrote for that te
 running it (training.teacher_cache: the same batches, the same targets). The grid holds exactly
 one variant: on the image tracks every method and hyperparameter value is its own job. The run
 directory gets the same files as the synthetic trainer's: model.pt, metrics.json and, while
-running, resume.pt.
+running, its resume state (resume-<digest>.pt).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: ImageTrainCo
     generator = torch.Generator().manual_seed(derived_seed(config.seed, ORDER_SEED))
     loop = image_loop(model, dataset.splits, dataset.meta["channel_mean"], dataset.meta["channel_std"],
                       objective, config, generator, placement, cache)
-    result = run_epochs(loop, config.epochs, out_dir / "resume.pt", fingerprint, on_epoch_end)
+    result = run_epochs(loop, config.epochs, out_dir, fingerprint, on_epoch_end)
     arch = {"family": "image", "name": config.arch, "num_classes": dataset.num_classes}
     return save_run(out_dir, arch, variants, fingerprint, result, dataset, objective.class_weights, tags)
 

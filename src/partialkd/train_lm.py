@@ -4,7 +4,7 @@ The Penn Treebank track (NOTES §4): a teacher is a run without `--teacher` (gri
 `--arch medium`); a student (e.g. `--arch small`) gets a teacher run's model.pt. The grid holds
 exactly one variant, every target applying per token. The run directory gets the same files as
 the other trainers': model.pt, metrics.json (accuracy, NLL, ECE and perplexity `ppl` per split
-at the best-on-validation and the last epoch) and, while running, resume.pt.
+at the best-on-validation and the last epoch) and, while running, its resume state (resume-<digest>.pt).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def run(data: str | Path, grid: dict[str, dict[str, list]], config: LMTrainConfi
                    "data": sha256(data), "teacher": None if teacher is None else sha256(teacher)}
     generator = torch.Generator().manual_seed(derived_seed(config.seed, ORDER_SEED))
     loop = lm_loop(model, dataset.splits, objective, config, generator, placement)
-    result = run_epochs(loop, config.epochs, Path(out_dir) / "resume.pt", fingerprint, on_epoch_end)
+    result = run_epochs(loop, config.epochs, out_dir, fingerprint, on_epoch_end)
     arch = {"family": "lm", "name": config.arch, "num_classes": dataset.num_classes}
     return save_run(Path(out_dir), arch, variants, fingerprint, result, dataset, objective.class_weights, tags)
 

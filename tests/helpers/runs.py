@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from partialkd.data.prepared import Dataset, save_dataset
+from partialkd.training.engine import resume_files
 from partialkd.training.stacked import TrainConfig
 
 
@@ -85,15 +86,21 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert_same_tensors(model_a["best_state"], model_b["best_state"])
 
 
+def resume_file(out: Path) -> Path:
+    """The one resume state in the run directory `out` (resume-<digest>.pt)."""
+    (path,) = resume_files(out)
+    return path
+
+
 def kill_after_first_checkpoint(command: list[str], out: Path, **popen: Any) -> int:
-    """Run `command`, SIGKILL it as soon as it has written out/resume.pt, and return the epoch
-    saved there (the run must not have finished)."""
+    """Run `command`, SIGKILL it as soon as it has written its resume state in `out`, and return
+    the epoch saved there (the run must not have finished)."""
     victim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     try:
         deadline = time.monotonic() + 120
-        while not (out / "resume.pt").exists():
-            assert victim.poll() is None, f"training ended before writing resume.pt: {victim.communicate()}"
-            assert time.monotonic() < deadline, "no resume.pt after 120 s"
+        while not resume_files(out):
+            assert victim.poll() is None, f"training ended before writing its resume state: {victim.communicate()}"
+            assert time.monotonic() < deadline, "no resume state after 120 s"
             time.sleep(0.02)
         os.kill(victim.pid, signal.SIGKILL)
         victim.communicate(timeout=60)
@@ -103,7 +110,7 @@ def kill_after_first_checkpoint(command: list[str], out: Path, **popen: Any) -> 
             victim.communicate()
     assert victim.returncode == -signal.SIGKILL
     assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
-    return load_checkpoint(out / "resume.pt")["epoch"]
+    return load_checkpoint(resume_file(out))["epoch"]
 
 
 def interrupt_after(epoch_to_stop: int):

@@ -5,6 +5,8 @@ student on the CPU, exact resume, metrics for `aggregate`, teachers given as fil
 through `training.read_runs.checkpoint_networks`)."""
 from __future__ import annotations
 
+from helpers.runs import resume_file
+from partialkd.training.engine import resume_files
 import json
 import shutil
 from collections.abc import Callable
@@ -260,7 +262,7 @@ def test_a_run_writes_metrics_that_aggregate_reads(teacher_run, student_run):
     assert metrics["config"]["input"] == {"crop": 24, "resize": 32}
     assert load_checkpoint(teacher_run / "model.pt")["arch"] == {
         "family": "imagenet", "name": "resnet18", "num_classes": K, "crop": 24, "resize": 32}
-    assert not (teacher_run / "resume.pt").exists()
+    assert not resume_files(teacher_run)
     table = summarise([teacher_run / "metrics.json", student_run / "metrics.json"])
     assert table["method"].tolist() == ["ce", "kd"] and table["track"].tolist() == ["imagenet"] * 2
     assert table["best_test_top5_acc"].notna().all() and table["selected"].all()
@@ -281,7 +283,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(index, teacher_run, student_r
     with pytest.raises(KeyboardInterrupt):
         train_imagenet.run(index, KD, config(), out, SIZE, teacher=teacher_run / "model.pt",
                            tags={"role": "student", "teacher": "resnet18"}, on_epoch_end=interrupt_after(1))
-    assert load_checkpoint(out / "resume.pt")["epoch"] == 1
+    assert load_checkpoint(resume_file(out))["epoch"] == 1
     train_imagenet.run(index, KD, config(), out, SIZE, teacher=teacher_run / "model.pt",
                        tags={"role": "student", "teacher": "resnet18"})
     assert_same_run(student_run, out)

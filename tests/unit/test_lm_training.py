@@ -5,6 +5,8 @@ words whose next word is predictable (perplexity about 2.6 at best), prepared by
 """
 from __future__ import annotations
 
+from helpers.runs import resume_file
+from partialkd.training.engine import resume_files
 import json
 import math
 from pathlib import Path
@@ -172,7 +174,7 @@ def test_a_ce_teacher_learns_the_text(lm_teacher):
     (variant,) = metrics["variants"]
     assert variant["best"]["valid"]["ppl"] < 4.5 < WORDS + 1, "perplexity should fall towards the chain's 2.6"
     assert variant["best"]["valid"]["ppl"] == pytest.approx(math.exp(variant["best"]["valid"]["nll"]), rel=1e-6)
-    assert (out / "model.pt").is_file() and not (out / "resume.pt").exists()
+    assert (out / "model.pt").is_file() and not resume_files(out)
 
 
 def test_a_kd_pt_sim_student_records_the_entropy_of_the_teachers_similarity_rows(tmp_path, lm_data,
@@ -224,7 +226,7 @@ def test_resume_after_an_interruption_equals_the_uninterrupted_run(tmp_path, lm_
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         run(lm_data, KD_GRID, config, out, teacher=teacher, on_epoch_end=interrupt_after(1))
-    saved = load_checkpoint(out / "resume.pt")
+    saved = load_checkpoint(resume_file(out))
     assert saved["epoch"] == 1 and not (out / "metrics.json").exists()
     (entry,) = saved["history"]  # selection on validation NLL, throughput in tokens
     assert set(entry) == {"epoch", "seconds", "loss", "valid_neg_nll", "tokens_per_second"}

@@ -7,6 +7,9 @@ contents of metrics.json and model.pt, and the classification metrics.
 
 from __future__ import annotations
 
+import logging
+from helpers.runs import resume_file
+from partialkd.training.engine import fingerprint_differences, resume_files, resume_path
 import hashlib
 import json
 import math
@@ -155,7 +158,7 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, data_path, tea
     stop_after = 5
     reference = tmp_path / "reference"
     expected = run(data_path, KD_GRID, config, reference, teacher=teacher_path)
-    assert not (reference / "resume.pt").exists()
+    assert not resume_files(reference)
     assert any(v["best"]["epoch"] <= stop_after for v in expected["variants"]), \
         "pick a setting where a best epoch precedes the interruption"
 
@@ -163,15 +166,15 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, data_path, tea
     with pytest.raises(KeyboardInterrupt):
         run(data_path, KD_GRID, config, out, teacher=teacher_path,
             on_epoch_end=interrupt_after(stop_after))
-    assert (out / "resume.pt").is_file()
+    assert resume_files(out)
     assert not (out / "metrics.json").exists()
     assert not (out / "model.pt").exists()
-    assert load_checkpoint(out / "resume.pt")["epoch"] == stop_after
+    assert load_checkpoint(resume_file(out))["epoch"] == stop_after
 
     epochs_run: list[int] = []
     run(data_path, KD_GRID, config, out, teacher=teacher_path, on_epoch_end=epochs_run.append)
     assert epochs_run == list(range(stop_after + 1, config.epochs + 1))  # resumed, not restarted
-    assert not (out / "resume.pt").exists()
+    assert not resume_files(out)
     assert_same_run(reference, out)
 
 
@@ -209,44 +212,75 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, data_path):
                            capture_output=True, text=True, timeout=180, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert f"after epoch {killed_after}" in rerun.stderr  # it resumed rather than restarted
-    assert not (killed / "resume.pt").exists()
+    assert not resume_files(killed)
     assert_same_run(reference, killed)
     assert read_json(killed / "metrics.json")["tags"] == {"role": "student"}
 
 
-def test_resume_checkpoint_of_another_configuration_is_refused(tmp_path, data_path, teacher_path):
+def test_another_configuration_starts_afresh_and_leaves_the_state_it_finds(tmp_path, data_path, teacher_path,
+                                                                           caplog):
+    """Issue 16: after a crash, a run of another configuration in the same folder neither reads nor
+    removes the state it finds; it says how the configurations differ, trains from the start and
+    ends as an uninterrupted run would; the first configuration then still resumes."""
     config = tiny_config(epochs=3)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run(data_path, KD_GRID, config, out, teacher=teacher_path, on_epoch_end=interrupt_after(1))
-    resume = out / "resume.pt"
+    resume = resume_file(out)
     saved = resume.read_bytes()
-
-    cases = [
-        ("config", dict(config=tiny_config(epochs=3, lr=0.02), grid=KD_GRID, teacher=teacher_path)),
-        ("variants", dict(config=config, grid={"ce": {}, "kd": {"lam": [0.9], "tau": [2]}},
-                          teacher=teacher_path)),
-        ("teacher", dict(config=config, grid=KD_GRID, teacher="oracle")),
-    ]
-    for key, arguments in cases:
-        with pytest.raises(ValueError) as error:
-            run(data_path, arguments["grid"], arguments["config"], out, teacher=arguments["teacher"])
-        message = str(error.value)
-        assert f"differs in: {key})" in message, message
-        assert str(resume) in message
-        assert resume.read_bytes() == saved, "a refused checkpoint must be left untouched"
-        assert not (out / "metrics.json").exists()
-
-    # Another data file (same shapes, another world) is refused too.
     other_data = tmp_path / "other.pt"
     save_dataset(synthetic_dataset(gamma=0.0, **TINY_WORLD), other_data)
-    with pytest.raises(ValueError, match=r"differs in: data\)"):
-        run(other_data, KD_GRID, config, out, teacher=teacher_path)
 
-    # The configuration it was written for still resumes and completes.
-    epochs_run: list[int] = []
+    cases = [
+        ("config.lr: 0.01 -> 0.02", dict(config=tiny_config(epochs=3, lr=0.02), grid=KD_GRID, teacher=teacher_path)),
+        ("variants", dict(config=config, grid={"ce": {}, "kd": {"lam": [0.9], "tau": [2]}}, teacher=teacher_path)),
+        ("teacher", dict(config=config, grid=KD_GRID, teacher="oracle")),
+        ("data", dict(config=config, grid=KD_GRID, teacher=teacher_path, data=other_data)),
+    ]
+    for difference, arguments in cases:
+        caplog.clear()
+        epochs_run: list[int] = []
+        with caplog.at_level(logging.WARNING):
+            run(arguments.get("data", data_path), arguments["grid"], arguments["config"], out,
+                teacher=arguments["teacher"], on_epoch_end=epochs_run.append)
+        assert epochs_run == [1, 2, 3], difference
+        assert f"{resume} holds the state of another configuration (differs in: {difference}" in caplog.text
+        assert resume_files(out) == [resume] and resume.read_bytes() == saved, difference
+
+    reference = tmp_path / "reference"
+    run(data_path, KD_GRID, tiny_config(epochs=3, lr=0.02), reference, teacher=teacher_path)
+    run(data_path, KD_GRID, tiny_config(epochs=3, lr=0.02), out, teacher=teacher_path)
+    assert_same_run(out, reference)
+
+    epochs_run = []
     run(data_path, KD_GRID, config, out, teacher=teacher_path, on_epoch_end=epochs_run.append)
     assert epochs_run == [2, 3]
+    assert not resume_files(out)
+
+
+def test_the_resume_state_is_named_by_the_whole_configuration(tmp_path):
+    fingerprint = {"config": {"lr": 0.1, "epochs": 3}, "variants": [{"method": "kd"}], "data": "ab"}
+    same = {"data": "ab", "variants": [{"method": "kd"}], "config": {"epochs": 3, "lr": 0.1}}
+    assert resume_path(tmp_path, fingerprint) == resume_path(tmp_path, same)
+    assert resume_path(tmp_path, fingerprint).name.startswith("resume-")
+    for changed in ({**fingerprint, "config": {"lr": 0.2, "epochs": 3}}, {**fingerprint, "data": "cd"},
+                    {**fingerprint, "teacher_cache": "bfloat16"}):
+        assert resume_path(tmp_path, changed) != resume_path(tmp_path, fingerprint)
+    assert fingerprint_differences(fingerprint, {**fingerprint, "config": {"lr": 0.2, "epochs": 3},
+                                                 "teacher": "x"}) == ["config.lr: 0.1 -> 0.2", "teacher: None -> 'x'"]
+
+
+def test_a_run_removes_what_killed_writes_left_in_its_folder(tmp_path, data_path):
+    """Issue 16: an atomic write killed mid-way leaves `.<name>.<random>.tmp`; the next run in the
+    folder removes it (and nothing else)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    debris = [out / ".resume-0123456789abcdef.pt.x1y2z3q4.tmp", out / ".metrics.json.k9j8h7g6.tmp"]
+    for path in debris:
+        path.write_bytes(b"half a file")
+    (out / "notes.txt").write_text("a user's file")
+    run(data_path, {"ce": {}}, tiny_config(), out)
+    assert sorted(path.name for path in out.iterdir()) == ["metrics.json", "model.pt", "notes.txt"]
 
 
 # -------------------------------------------------------------------- corrupt / missing
@@ -266,7 +300,7 @@ def test_corrupt_files_are_refused_with_advice(tmp_path, data_path, teacher_path
     out = tmp_path / "out3"
     with pytest.raises(KeyboardInterrupt):
         run(data_path, {"ce": {}}, tiny_config(), out, on_epoch_end=interrupt_after(1))
-    truncate(out / "resume.pt", out / "resume.pt", 0.3)
+    truncate(resume_file(out), resume_file(out), 0.3)
     with pytest.raises(ValueError, match="resume checkpoint .* corrupt"):
         run(data_path, {"ce": {}}, tiny_config(), out)
 
@@ -324,7 +358,7 @@ def test_non_finite_loss_names_only_the_bad_variant(tmp_path, data_path, monkeyp
     assert "epoch 2" in message
     assert "ls(lam=0.3, tau=1)" in message
     assert "ce(lam=0" not in message and "ls(lam=0.6" not in message
-    assert load_checkpoint(tmp_path / "out" / "resume.pt")["epoch"] == 1
+    assert load_checkpoint(resume_file(tmp_path / "out"))["epoch"] == 1
 
 
 # ------------------------------------------------------------------ metrics.json / model.pt

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+TEMPORARY_SUFFIX = ".tmp"  # of the file `atomic_write` writes before renaming it: `.<name>.<random>.tmp`
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write through `write(file)` to a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -30,6 +31,15 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
             raise OSError(error.errno, f"disk full while writing {path}; the previous version of "
                                        "the file (if any) is intact: free space and re-run") from error
         raise
+
+
+def remove_interrupted_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that writes killed mid-way (SIGKILL, power loss) left in
+    `folder`; call it where one job alone writes, before it starts. The files removed."""
+    debris = sorted(Path(folder).glob(f".*{TEMPORARY_SUFFIX}"))
+    for path in debris:
+        path.unlink(missing_ok=True)
+    return debris
 
 
 def _umask() -> int:

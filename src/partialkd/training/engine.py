@@ -6,11 +6,15 @@ selects each variant's best epoch on validation and never looks at method names;
 never used for selection, whose maximum over the epochs (`peak_test`) is the number the public
 benchmarks report. After every epoch the full state (weights, optimiser, schedule, data-order RNG,
 best-so-far, the history with its per-epoch test accuracies) is written atomically, so a killed
-run restarted with the same arguments ends exactly as an uninterrupted one.
+run restarted with the same arguments ends exactly as an uninterrupted one. The state's file is
+named by a digest of the run's configuration (`resume_path`): a run with a changed configuration
+starts afresh, says so and leaves the other configuration's state alone (issue 16).
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 import math
 import time
@@ -22,6 +26,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from partialkd.common.io import remove_interrupted_writes
 from partialkd.common.torch_files import load_torch, save_torch
 
 log = logging.getLogger(__name__)
@@ -107,18 +112,33 @@ class WeightsMemo:
         return self.values[key]
 
 
-def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: dict[str, Any],
+def resume_path(run_dir: str | Path, fingerprint: dict[str, Any]) -> Path:
+    """Where a run of this configuration (`fingerprint`) keeps its resume state in `run_dir`."""
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+    return Path(run_dir) / f"resume-{digest[:16]}.pt"
+
+
+def resume_files(run_dir: str | Path) -> list[Path]:
+    """Every resume state in `run_dir`, whatever its configuration (`resume.pt`: earlier code's)."""
+    return sorted(Path(run_dir).glob("resume*.pt"))
+
+
+def run_epochs(loop: Loop, epochs: int, run_dir: str | Path, fingerprint: dict[str, Any],
                on_epoch_end: Callable[[int], None] | None = None) -> FitResult:
-    """Train for `epochs` (resuming from `resume_path` if it exists), select each variant's
-    best epoch on validation, then score the final and the best weights."""
+    """Train for `epochs` (resuming from this configuration's state in `run_dir` if there is one),
+    select each variant's best epoch on validation, then score the final and the best weights."""
     state = _State(loop.model, loop.optimizer, loop.schedule, loop.generator,
                    BestSoFar.empty(len(loop.labels)))
-    state.resume_from(resume_path, fingerprint)
+    for debris in remove_interrupted_writes(run_dir):
+        log.info("removed %s, left by a write that was killed", debris)
+    path = resume_path(run_dir, fingerprint)
+    _announce_other_states(run_dir, path, fingerprint)
+    state.resume_from(path, fingerprint)
     for epoch in range(state.epoch + 1, epochs + 1):
         started = time.perf_counter()
         lr = loop.optimizer.param_groups[0]["lr"]
         mean_loss = loop.train_epoch().cpu()
-        _check_finite(mean_loss, loop.labels, epoch, resume_path)
+        _check_finite(mean_loss, loop.labels, epoch, path)
         valid_acc = loop.valid_accuracy().cpu()
         state.best.update(epoch, valid_acc, loop.model)
         tested = {} if loop.test_accuracy is None else {TEST_KEY: loop.test_accuracy().cpu().tolist()}
@@ -127,7 +147,7 @@ def run_epochs(loop: Loop, epochs: int, resume_path: str | Path, fingerprint: di
                               loop.score: valid_acc.tolist(), **tested,
                               f"{loop.unit}_per_second": loop.examples_per_epoch / seconds})
         state.epoch = epoch
-        state.save(resume_path, fingerprint)
+        state.save(path, fingerprint)
         log.info("epoch %d/%d  mean loss %.4f  top %s %.4f  %.0f %s/s  lr %.3g", epoch, epochs,
                  mean_loss.mean(), loop.score.replace("_", " "), valid_acc.max(),
                  loop.examples_per_epoch / seconds, loop.unit, lr)
@@ -159,14 +179,28 @@ def _evaluate_best(loop: Loop, best: BestSoFar) -> dict[str, dict[str, Tensor]]:
     return loop.evaluate()
 
 
-def _check_finite(mean_loss: Tensor, labels: list[str], epoch: int, resume_path: str | Path) -> None:
+def _announce_other_states(run_dir: str | Path, path: Path, fingerprint: dict[str, Any]) -> None:
+    """Say which resume states of other configurations this run leaves unused, and how they differ."""
+    for other in resume_files(run_dir):
+        if other == path:
+            continue
+        try:
+            differing = ", ".join(fingerprint_differences(load_torch(other, "resume checkpoint").get("fingerprint", {}),
+                                                          fingerprint))
+        except ValueError:
+            differing = "unreadable"
+        log.warning("%s holds the state of another configuration (differs in: %s): not used, this run "
+                    "starts afresh; delete it unless you return to that configuration", other, differing)
+
+
+def _check_finite(mean_loss: Tensor, labels: list[str], epoch: int, path: Path) -> None:
     bad = [label for label, value in zip(labels, mean_loss.tolist()) if not math.isfinite(value)]
     if bad:
-        kept = f"epoch {epoch - 1} is kept in {resume_path}; " if epoch > 1 else ""
+        kept = f"epoch {epoch - 1} is kept in {path}; " if epoch > 1 else ""
         raise FloatingPointError(
             f"training loss became non-finite in epoch {epoch} for {', '.join(bad)}; {kept}"
-            f"lower the learning rate or drop these grid values, delete {resume_path} if it "
-            "exists, and re-run")
+            f"lower the learning rate or drop these grid values (a changed configuration starts "
+            "afresh), and re-run")
 
 
 @dataclass
@@ -202,8 +236,25 @@ class _State:
 
 def check_fingerprint(saved: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:
     """Refuse a checkpoint written for another configuration, naming what differs."""
-    differing = sorted(key for key in saved.keys() | expected.keys() if saved.get(key) != expected.get(key))
+    differing = fingerprint_differences(saved, expected)
     if differing:
         raise ValueError(f"checkpoint {path} was written for another configuration (differs in: "
                          f"{', '.join(differing)}); delete it to start afresh, or restore the "
                          "configuration it was written for")
+
+
+def fingerprint_differences(saved: Any, expected: Any, where: str = "") -> list[str]:
+    """The settings in which two fingerprints differ, as dotted paths with both values
+    (`config.lr: 0.05 -> 0.1`)."""
+    if isinstance(saved, dict) and isinstance(expected, dict):
+        return [difference for key in sorted(saved.keys() | expected.keys(), key=str)
+                for difference in fingerprint_differences(saved.get(key), expected.get(key),
+                                                          f"{where}.{key}" if where else str(key))]
+    if saved == expected:
+        return []
+    return [f"{where or 'fingerprint'}: {_short(saved)} -> {_short(expected)}"]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

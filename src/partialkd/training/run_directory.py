@@ -24,7 +24,7 @@ from partialkd.core.grid import Variant
 from partialkd.core.methods import SIMILARITY_TARGETS
 from partialkd.core.targets import distils, similarity_entropy
 from partialkd.data.prepared import Dataset
-from partialkd.training.engine import FitResult, peak_test
+from partialkd.training.engine import FitResult, peak_test, resume_path
 
 # The purpose of the seed derived from a run's seed for its data order (each trainer's).
 ORDER_SEED = 102
@@ -33,13 +33,13 @@ ORDER_SEED = 102
 def save_run(out_dir: Path, arch: dict[str, Any], variants: list[Variant], fingerprint: dict[str, Any],
              result: FitResult, dataset: Dataset, class_weights: Tensor | None,
              tags: dict[str, str] | None) -> dict[str, Any]:
-    """Write a finished run's model.pt and metrics.json, drop its resume checkpoint; the metrics.
+    """Write a finished run's model.pt and metrics.json, drop its resume state; the metrics.
     `class_weights`: the teacher's class vectors (None without a teacher), for `sim_entropy`."""
     save_torch({"arch": arch, "variants": fingerprint["variants"], "final_state": result.final_state,
                 "best_state": result.best_state, "fingerprint": fingerprint}, out_dir / "model.pt")
     metrics = {"tags": tags or {}, **_metrics(variants, result, fingerprint, dataset, class_weights)}
     save_json(metrics, out_dir / "metrics.json")
-    (out_dir / "resume.pt").unlink(missing_ok=True)
+    resume_path(out_dir, fingerprint).unlink(missing_ok=True)
     return metrics
 
 

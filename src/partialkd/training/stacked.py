@@ -54,7 +54,7 @@ class Objective:
 
 
 def fit(model: StackedMLP, splits: dict[str, Split], num_classes: int, objective: Objective,
-        config: TrainConfig, resume_path: str | Path, fingerprint: dict[str, Any],
+        config: TrainConfig, run_dir: str | Path, fingerprint: dict[str, Any],
         order_generator: torch.Generator,
         on_epoch_end: Callable[[int], None] | None = None) -> FitResult:
     """Train a stack of MLPs (all variants at once) on precomputed targets: Adam, cosine decay."""
@@ -71,7 +71,7 @@ def fit(model: StackedMLP, splits: dict[str, Split], num_classes: int, objective
                                          order_generator),
         valid_accuracy=lambda: _valid_accuracy(model, splits["valid"].x, valid_truth),
         evaluate=lambda: _evaluate_splits(model, splits, num_classes))
-    return run_epochs(loop, config.epochs, resume_path, fingerprint, on_epoch_end)
+    return run_epochs(loop, config.epochs, run_dir, fingerprint, on_epoch_end)
 
 
 def _train_epoch(model: StackedMLP, train: Split, objective: Objective, config: TrainConfig,
