@@ -327,3 +327,38 @@ def test_nan_and_infinity_are_refused_at_every_numeric_key(params, bad):
         parent[path[-1]] = bad
         message = rejected(config)
         assert f"params.yaml: {'.'.join(map(str, path))}: {bad} is not a finite number" in message, message
+
+
+# Relations between values (issue 16): checked before any job, not inside one after Snakemake has
+# deleted its earlier outputs.
+@pytest.mark.parametrize("case", [
+    ("synthetic.student.train_size", ("synthetic", "student", "train_size"), 50_001,
+     "is more than synthetic.data.sizes.train (50000)"),
+    ("cifar100.data.valid_size", ("cifar100", "data", "valid_size"), 50_000,
+     "is not below the 50000 training images of CIFAR-100"),
+    ("fashion_mnist.data.valid_size", ("fashion_mnist", "data", "valid_size"), 60_000,
+     "is not below the 60000 training images of Fashion-MNIST"),
+    ("fashion_mnist.students.training.train_size", ("fashion_mnist", "students", "training", "train_size"), 55_001,
+     "is more than the training images left after fashion_mnist.data.valid_size (55000)"),
+], ids=lambda case: case[0] if isinstance(case, tuple) else None)
+def test_a_value_that_does_not_fit_another_is_refused_naming_both(params, case):
+    key, path, value, says = case
+    parent = params
+    for name in path[:-1]:
+        parent = parent[name]
+    parent[path[-1]] = value
+    message = rejected(params)
+    assert message.startswith(f"params.yaml: {key}: ") and says in message, message
+
+
+def test_values_at_their_limits_fit(params):
+    params["synthetic"]["student"]["train_size"] = params["synthetic"]["data"]["sizes"]["train"]
+    params["cifar100"]["data"]["valid_size"] = 49_999
+    params["fashion_mnist"]["students"]["training"]["train_size"] = 60_000 - params["fashion_mnist"]["data"]["valid_size"]
+    validate_params(params, SCHEMA)
+
+
+def test_methods_with_ce_alone_are_refused_in_plain_words(params):
+    params["ptb"]["methods"] = {"ce": {}}
+    assert rejected(params) == ("params.yaml: ptb.methods: give at least one method besides ce, the baseline the "
+                                "others are compared with (e.g. kd: {lam: [0.9], tau: [4]})")

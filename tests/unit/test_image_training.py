@@ -10,11 +10,9 @@ dataset (10 classes of coloured noise, 32x32) with the small "resnet8".
 
 from __future__ import annotations
 
-import logging
-from helpers.runs import resume_file
-from partialkd.training.engine import resume_files
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -29,7 +27,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.runs import (assert_same_run, assert_same_tensors, interrupt_after, kill_after_first_checkpoint,
-                      load_checkpoint, read_json, saved_dataset)
+                          load_checkpoint, read_json, resume_file, saved_dataset)
 
 import partialkd.core.grid as grid_module
 import partialkd.training.images as image_training
@@ -42,6 +40,7 @@ from partialkd.data.prepared import Split, load_dataset, save_dataset
 from partialkd.models.vision import build_image_model, classifier
 from partialkd.reporting.summary import summarise
 from partialkd.train_images import run, seeded_model
+from partialkd.training.engine import resume_files
 from partialkd.training.images import (PAD, DeviceImages, ImageTrainConfig, NetworkObjective, Placement,
                                        crop_and_flip, load_image_teacher, predict)
 from helpers.image_runs import K, SIZES, MEAN, STD, ARCH, make_dataset, image_config

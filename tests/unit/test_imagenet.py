@@ -5,8 +5,6 @@ student on the CPU, exact resume, metrics for `aggregate`, teachers given as fil
 through `training.read_runs.checkpoint_networks`)."""
 from __future__ import annotations
 
-from helpers.runs import resume_file
-from partialkd.training.engine import resume_files
 import json
 import shutil
 from collections.abc import Callable
@@ -15,7 +13,8 @@ from typing import Any
 
 import pytest
 import torch
-from helpers.runs import assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json
+from helpers.runs import (assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json,
+                          resume_file)
 from helpers.image_folder import truncate, wnids, write_image_folder
 
 from partialkd import prepare
@@ -26,6 +25,7 @@ from partialkd.core.metrics import classification_metrics
 from partialkd.data.imagenet import MEAN, STD, FolderImages, InputSize, decode_path, prepare_imagenet
 from partialkd.data.prepared import load_dataset
 from partialkd.reporting.summary import summarise
+from partialkd.training.engine import resume_files
 from partialkd.training.images import ImageTrainConfig
 from partialkd.training.loader import scores
 from partialkd.training.read_runs import checkpoint_networks

@@ -5,8 +5,6 @@ words whose next word is predictable (perplexity about 2.6 at best), prepared by
 """
 from __future__ import annotations
 
-from helpers.runs import resume_file
-from partialkd.training.engine import resume_files
 import json
 import math
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.runs import (assert_same_run, assert_same_tensors, interrupt_after, load_checkpoint, read_json,
-                      saved_dataset)
+                          resume_file, saved_dataset)
 
 import partialkd.training.lm as lm_training
 import partialkd.train_lm as train_lm
@@ -28,6 +26,7 @@ from partialkd.data.prepared import Split, load_dataset, save_dataset
 from partialkd.models.lstm import ARCHITECTURES, build_lm, detach
 from partialkd.reporting.summary import summarise
 from partialkd.train_lm import run, seeded_lm
+from partialkd.training.engine import resume_files
 from partialkd.training.lm import columns, lm_loop, split_logits, split_metrics, window_loss
 from partialkd.training.objective import NetworkObjective
 from partialkd.training.read_runs import checkpoint_networks

@@ -7,11 +7,10 @@ contents of metrics.json and model.pt, and the classification metrics.
 
 from __future__ import annotations
 
-import logging
-from helpers.runs import resume_file
-from partialkd.training.engine import fingerprint_differences, resume_files, resume_path
+import argparse
 import hashlib
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from helpers.runs import (
     kill_after_first_checkpoint,
     load_checkpoint,
     read_json,
+    resume_file,
     student_config,
     tiny_config,
 )
@@ -46,6 +46,7 @@ from partialkd.models.mlp import INIT_SEED, StackedMLP, recorded_stack
 from partialkd.reporting.summary import summarise
 from partialkd.reporting.tables import sim_degeneracy_table
 from partialkd.train import run
+from partialkd.training.engine import fingerprint_differences, resume_files, resume_path
 from partialkd.training.read_runs import teacher_network
 
 KD_GRID: dict[str, dict[str, list]] = {"ce": {}, "kd": {"lam": [0.5], "tau": [2]}}
@@ -308,6 +309,14 @@ def test_corrupt_files_are_refused_with_advice(tmp_path, data_path, teacher_path
     garbage.write_text("not a torch file\n")
     with pytest.raises(ValueError, match="corrupt"):
         run(garbage, {"ce": {}}, tiny_config(), tmp_path / "out4")
+
+    # A pickle of other Python objects: refused without torch's advice to load it unsafely.
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"splits": argparse.Namespace(x=1)}, foreign)
+    with pytest.raises(ValueError) as error:
+        run(foreign, {"ce": {}}, tiny_config(), tmp_path / "out5")
+    assert "holds Python objects, not only tensors and plain values: argparse.Namespace" in str(error.value)
+    assert "weights_only" not in str(error.value) and "delete it and re-run" in str(error.value)
 
 
 def test_missing_files_raise_file_not_found(tmp_path, data_path):

@@ -37,6 +37,7 @@ def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
         _check_image_track(track, config[track], schema)
     for track in TRACKS:
         _check_nested_grids(f"{track}.methods", config[track]["methods"])
+    _check_sizes(config)
     names = [architecture["name"] for architecture in synthetic["student"]["architectures"]]
     if len(set(names)) < len(names):
         raise ConfigError(f"params.yaml: synthetic.student.architectures: a name is given twice ({', '.join(names)}); "
@@ -66,7 +67,13 @@ def _raise_first(schema: dict[str, Any], instance: Any, where: str) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         key = ".".join([where, *map(str, error.absolute_path)]).strip(".") or "(top level)"
-        raise ConfigError(f"params.yaml: {key}: {error.message}")
+        message = PLAIN_MESSAGES.get((error.validator, key.rpartition(".")[2]), error.message)
+        raise ConfigError(f"params.yaml: {key}: {message}")
+
+
+# Plainer words for what the schema's own message says obscurely: (rule, last key) -> message.
+PLAIN_MESSAGES = {("minProperties", "methods"): "give at least one method besides ce, the baseline the others are "
+                                                "compared with (e.g. kd: {lam: [0.9], tau: [4]})"}
 
 
 def _check_methods(key: str, grids: dict[str, Any], classes: str, num_classes: int) -> None:
@@ -112,7 +119,7 @@ def _check_image_track(track: str, section: dict[str, Any], schema: dict[str, An
     classes = f"{TRACKS[track].dataset}'s {num_classes} classes"
     architectures, recipe_def = TRACKS[track].architectures, TRACKS[track].recipe
     _check_methods(f"{track}.methods", section["methods"], classes, num_classes)
-    _check_milestones(f"{track}.recipe.milestones", section["recipe"].get("milestones", []))
+    _check_schedule(f"{track}.recipe", section["recipe"])
     for teacher_name, teacher in section["teachers"].items():
         key = f"{track}.teachers.{teacher_name}"
         _check_arch(f"{key}.arch", teacher["arch"], architectures)
@@ -126,7 +133,7 @@ def _check_image_track(track: str, section: dict[str, Any], schema: dict[str, An
         recipe = teacher_recipe(section, teacher_name)
         _raise_first({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{recipe_def}"},
                      recipe, f"{key}.recipe")
-        _check_milestones(f"{key}.recipe.milestones", recipe.get("milestones", []))
+        _check_schedule(f"{key}.recipe", recipe)
     students = tuple(section["students"].get("architectures", architectures))
     for index, pair in enumerate(section["students"]["pairs"]):
         key = f"{track}.students.pairs.{index}"
@@ -154,9 +161,39 @@ def teacher_recipe(section: dict[str, Any], teacher: str) -> dict[str, Any]:
     return {**section["recipe"], **section["teachers"][teacher].get("recipe", {})}
 
 
-def _check_milestones(key: str, milestones: list[int]) -> None:
+def _check_schedule(key: str, recipe: dict[str, Any]) -> None:
+    """A step schedule's milestones, in increasing order (one at or after `epochs` never applies,
+    which a shortened run may mean: it is allowed)."""
+    milestones = recipe.get("milestones", [])
     if milestones != sorted(milestones):
-        raise ConfigError(f"params.yaml: {key}: give the epochs in increasing order, got {milestones}")
+        raise ConfigError(f"params.yaml: {key}.milestones: give the epochs in increasing order, got {milestones}")
+
+
+def _check_sizes(config: dict[str, Any]) -> None:
+    """Sizes that must fit the data they are drawn from: a student's training subset within its
+    split, a held-out validation set within a dataset's published training images."""
+    synthetic = config["synthetic"]
+    _check_at_most("synthetic.student.train_size", synthetic["student"]["train_size"],
+                   "synthetic.data.sizes.train", synthetic["data"]["sizes"]["train"],
+                   "a student's training subset is drawn from the train split")
+    for track, record in TRACKS.items():
+        if record.train_images is None:
+            continue
+        valid = config[track]["data"]["valid_size"]
+        if valid >= record.train_images:
+            raise ConfigError(f"params.yaml: {track}.data.valid_size: {valid} is not below the {record.train_images} "
+                              f"training images of {record.dataset}: the validation set is held out of them, "
+                              "and some must be left to train on; lower it")
+        training = config[track].get("students", {}).get("training", {})
+        if "train_size" in training:
+            _check_at_most(f"{track}.students.training.train_size", training["train_size"],
+                           f"the training images left after {track}.data.valid_size",
+                           record.train_images - valid, "a student's training subset is drawn from them")
+
+
+def _check_at_most(key: str, value: int, limit_name: str, limit: int, reason: str) -> None:
+    if value > limit:
+        raise ConfigError(f"params.yaml: {key}: {value} is more than {limit_name} ({limit}): {reason}; lower it")
 
 
 def _check_arch(key: str, arch: str, known: tuple[str, ...]) -> None:

@@ -16,6 +16,7 @@ class Track:
     recipe: str = "recipe"  # the schema definition ($defs) of its teachers' training recipe
     score: str = "acc"  # of its tables, claims and grid-point selection (reporting.summary SCORES)
     data_file: str = "data.pt"  # its prepared dataset, under results/<name>/data/
+    train_images: int | None = None  # in the published training split, where `data.valid_size` holds some out
     trainer: str = "train_images"  # the `python -m partialkd.<trainer>` step that trains its networks
     # Whether its students train as stacked MLPs (`partialkd.train`; one stack per pair, teacher
     # seed and seed) instead of one `trainer` network per grid point.
@@ -50,9 +51,9 @@ SYNTHETIC = "synthetic"
 TRACKS: dict[str, Track] = {track.name: track for track in (
     Track(SYNTHETIC, "Synthetic study (NOTES §3)", "the synthetic data", None, "mlp", trainer="train",
           stacked_students=True),
-    Track("cifar100", "CIFAR-100 (NOTES §4)", "CIFAR-100", 100, "vision",
+    Track("cifar100", "CIFAR-100 (NOTES §4)", "CIFAR-100", 100, "vision", train_images=50_000,
           network_code=("training.images",)),
-    Track("fashion_mnist", "Fashion-MNIST (NOTES §4)", "Fashion-MNIST", 10, "vision",
+    Track("fashion_mnist", "Fashion-MNIST (NOTES §4)", "Fashion-MNIST", 10, "vision", train_images=60_000,
           stacked_students=True, network_code=("training.images",)),
     Track("ptb", "Penn Treebank (NOTES §4)", "Penn Treebank", 10000, "lstm", recipe="lm_recipe",
           score="ppl", trainer="train_lm", network_code=("training.lm",)),
