@@ -3,6 +3,9 @@
 #   snakemake --cores all --resources gpu=4         everything, full size
 # Rules are thin: each wires files and parameters into one `python -m partialkd.<step>` command.
 
+from partialkd.plan.config import check_params_file
+
+check_params_file("params.yaml")  # missing, or not YAML: named with its line, before Snakemake reads it
 configfile: "params.yaml"
 report: "workflow/report/workflow.rst"  # the front page of `snakemake --report report.html`
 

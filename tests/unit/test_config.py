@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from partialkd.plan.config import ConfigError, validate_params
+from partialkd.plan.config import ConfigError, check_params_file, validate_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -362,3 +362,19 @@ def test_methods_with_ce_alone_are_refused_in_plain_words(params):
     params["ptb"]["methods"] = {"ce": {}}
     assert rejected(params) == ("params.yaml: ptb.methods: give at least one method besides ce, the baseline the "
                                 "others are compared with (e.g. kd: {lam: [0.9], tau: [4]})")
+
+
+def test_a_missing_params_file_is_named_with_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"params.yaml not found in .*: run Snakemake from the repository's root"):
+        check_params_file("params.yaml")
+
+
+def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS.read_text() + "claims:\n  margin: [0.5\n  z: 2\n")
+    line = len(PARAMS.read_text().splitlines()) + 3
+    with pytest.raises(ConfigError, match=rf"params.yaml, line {line}, column \d+: not valid YAML") as error:
+        check_params_file(path)
+    assert str(path) in str(error.value)
+    check_params_file(PARAMS)  # the repository's own is valid

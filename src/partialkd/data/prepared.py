@@ -6,6 +6,7 @@ the posterior (expected accuracy, free of label noise) and otherwise against the
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -74,17 +75,35 @@ def as_features(split: Split, meta: dict[str, Any]) -> Split:
 
 
 def save_dataset(dataset: Dataset, path: str | Path) -> None:
-    save_torch({
+    """Write `dataset` atomically, with the sha256 of its tensors (`tensors_sha256`) that loading checks."""
+    raw = {
         "splits": {name: split.to_dict() for name, split in dataset.splits.items()},
         "num_classes": dataset.num_classes,
         "class_groups": dataset.class_groups,
         "oracle_class_vectors": dataset.oracle_class_vectors,
         "meta": dataset.meta,
-    }, path)
+    }
+    save_torch({**raw, "sha256": tensors_sha256(raw)}, path)
+
+
+def tensors_sha256(raw: dict[str, Any]) -> str:
+    """The sha256 of a saved dataset's tensors, names, dtypes and shapes included: torch.load does
+    not check its archive's CRCs, so a flipped byte would otherwise train silently."""
+    digest = hashlib.sha256()
+    tensors = {f"splits.{name}.{key}": tensor for name, split in sorted(raw["splits"].items())
+               for key, tensor in sorted(split.items())}
+    tensors |= {key: raw[key] for key in ("class_groups", "oracle_class_vectors") if raw[key] is not None}
+    for name, tensor in sorted(tensors.items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_dataset(path: str | Path) -> Dataset:
     raw = load_torch(path, "prepared dataset")
+    if "sha256" in raw and tensors_sha256(raw) != raw["sha256"]:  # files written before the checksum: none
+        raise ValueError(f"prepared dataset at {path} does not match its checksum: its contents changed after "
+                         "it was written (a damaged disk or copy); delete it and re-run its preparation step")
     try:
         splits = {name: Split(**raw["splits"][name]) for name in SPLITS}
         dataset = Dataset(splits, int(raw["num_classes"]), raw["class_groups"],
@@ -96,6 +115,9 @@ def load_dataset(path: str | Path) -> Dataset:
         if split.x.shape[0] != len(split) or (split.posterior is not None
                                               and split.posterior.shape != (len(split), dataset.num_classes)):
             raise ValueError(f"prepared dataset at {path}: split '{name}' has inconsistent shapes; "
+                             "delete it and re-run its preparation step")
+        if len(split) and not 0 <= int(split.labels.min()) <= int(split.labels.max()) < dataset.num_classes:
+            raise ValueError(f"prepared dataset at {path}: split '{name}' has labels outside 0..{dataset.num_classes - 1}; "
                              "delete it and re-run its preparation step")
     return dataset
 

@@ -19,6 +19,22 @@ class ConfigError(ValueError):
     """A wrong key or value in params.yaml."""
 
 
+def check_params_file(path: str | Path) -> None:
+    """Refuse a missing params file, or one that is not YAML, naming the file and the line: before
+    Snakemake reads it (its own messages name neither)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found in {Path.cwd()}: run Snakemake from the repository's root, "
+                          f"which holds it, or restore it (`git checkout {path}`)")
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem}); fix it there") from error
+
+
 def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
     """Check `config` against the JSON schema, then against the registries of methods and models,
     then that the method grids nest (`_check_nested_grids`)."""
