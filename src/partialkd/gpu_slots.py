@@ -2,8 +2,11 @@
 
 Snakemake counts GPUs (`--resources gpu=N`) but does not say which device a job gets. This wrapper
 takes N free devices from the pool, each guarded by an flock'ed file in a lock directory that every
-workflow of the user on this machine shares, sets CUDA_VISIBLE_DEVICES and execs COMMAND, which then
-holds the locks itself: the kernel frees them when it exits or is killed.
+workflow of the user on this machine shares, sets CUDA_VISIBLE_DEVICES and runs COMMAND as its child,
+holding the locks itself until COMMAND ends (its exit status is the wrapper's). The child inherits
+no lock, nor do its own children (e.g. data-loading workers): the kernel frees the locks the moment
+the wrapper or COMMAND exits or is killed, and COMMAND is killed if the wrapper is; SIGTERM, SIGINT
+and SIGHUP to the wrapper are passed on to COMMAND.
 
   SLURM_JOB_ID set          pass through unchanged: SLURM has set CUDA_VISIBLE_DEVICES itself
   N = 0, or an empty pool   run on CPU (CUDA_VISIBLE_DEVICES="")
@@ -15,9 +18,11 @@ holds the locks itself: the kernel frees them when it exits or is killed.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import fcntl
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -145,11 +150,10 @@ def acquire(pool: Sequence[str], count: int, directory: Path, timeout: float | N
 
 
 def mark_held(fds: Sequence[int]) -> None:
-    """Write this pid into the lock files (for humans) and keep the locks open across exec."""
+    """Write this pid into the lock files (for humans)."""
     for fd in fds:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        os.set_inheritable(fd, True)
 
 
 def exec_command(command: Sequence[str], env: dict[str, str]) -> NoReturn:
@@ -157,6 +161,40 @@ def exec_command(command: Sequence[str], env: dict[str, str]) -> NoReturn:
         os.execvpe(command[0], list(command), env)
     except OSError as error:
         sys.exit(f"gpu_slots: cannot run {command[0]!r}: {error}")
+
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def supervise(command: Sequence[str], env: dict[str, str]) -> NoReturn:
+    """Run COMMAND as a child that dies with this process (the lock holder), pass the usual stop
+    signals on to it, and end as it ended."""
+    parent = os.getpid()
+    try:  # the lock fds are not inheritable: the child gets none
+        child = subprocess.Popen(list(command), env=env, preexec_fn=lambda: _die_with_parent(parent))
+    except OSError as error:
+        sys.exit(f"gpu_slots: cannot run {command[0]!r}: {error}")
+    for number in FORWARDED:
+        signal.signal(number, lambda received, _frame: child.send_signal(received))
+    status = child.wait()
+    if status < 0:  # killed by a signal: die of it too, as a shell would report
+        if -status in FORWARDED:
+            signal.signal(-status, signal.SIG_DFL)  # not ours to handle any more
+        os.kill(os.getpid(), -status)
+    sys.exit(status)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: SIGKILL it when the wrapper dies (Linux prctl PR_SET_PDEATHSIG;
+    elsewhere nothing), and exit at once if the wrapper already died."""
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -178,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     log(f"CUDA_VISIBLE_DEVICES={devices}")
     # nvidia-smi numbers devices in PCI bus order; CUDA's default order may differ
     env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    exec_command(command, {**env, "CUDA_VISIBLE_DEVICES": devices})
+    supervise(command, {**env, "CUDA_VISIBLE_DEVICES": devices})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ the CPU and SLURM cases, and the SLURM profile; with a fake device pool, no GPU 
 from __future__ import annotations
 
 import ast
+import os
 import signal
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def test_killed_job_frees_its_device(tmp_path: Path) -> None:
         while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
             assert time.monotonic() < deadline and first.poll() is None, "the first job never got the lock"
             time.sleep(0.05)
-        # the same pid holds the lock: the wrapper exec'd the command
+        # the wrapper holds the lock while its command runs
         second = subprocess.Popen([*WRAPPER, "--gpus", "1", "--", "sh", "-c", "echo $CUDA_VISIBLE_DEVICES"],
                                   env=env(tmp_path, PARTIALKD_GPU_IDS="7"), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
@@ -130,6 +131,69 @@ def test_killed_job_frees_its_device(tmp_path: Path) -> None:
     finally:
         first.kill()
         first.wait()
+
+
+# The command writes its pid, forks a child (as a DataLoader forks its workers) and sleeps.
+FORKING = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); os.fork(); time.sleep(60)"
+
+
+def _start_forking_job(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    """A wrapped FORKING command holding device 7, and the command's pid."""
+    job = subprocess.Popen([*WRAPPER, "--gpus", "1", "--", sys.executable, "-c", FORKING, str(tmp_path / "pid")],
+                           env=env(tmp_path, PARTIALKD_GPU_IDS="7"), stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    lock, pid = tmp_path / "locks/gpu-7.lock", tmp_path / "pid"
+    deadline = time.monotonic() + 10
+    while not (lock.exists() and lock.read_text().strip() == str(job.pid) and pid.exists() and pid.read_text()):
+        assert time.monotonic() < deadline and job.poll() is None, "the job never started"
+        time.sleep(0.05)
+    time.sleep(0.2)  # the fork
+    return job, int(pid.read_text())
+
+
+def _device_is_free(tmp_path: Path) -> bool:
+    result = subprocess.run([*WRAPPER, "--gpus", "1", "--timeout", "1", "--", "sh", "-c", "echo $CUDA_VISIBLE_DEVICES"],
+                            env=env(tmp_path, PARTIALKD_GPU_IDS="7"), capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and result.stdout.strip() == "7"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+@pytest.mark.parametrize("killed", ["command", "wrapper"])
+def test_a_killed_job_frees_its_device_though_its_forked_children_live_on(tmp_path: Path, killed: str) -> None:
+    """Issue 16: the lock is held by the wrapper alone, never by the command's children: SIGKILL of
+    the command or of the wrapper frees the device at once; a killed wrapper takes the command along."""
+    job, command = _start_forking_job(tmp_path)
+    try:
+        os.kill(command if killed == "command" else job.pid, signal.SIGKILL)
+        job.wait(timeout=5)
+        assert job.returncode == -signal.SIGKILL  # the wrapper ends as its command did, or was killed
+        deadline = time.monotonic() + 3
+        while not _gone(command):
+            assert time.monotonic() < deadline, "the command outlived its wrapper"
+            time.sleep(0.05)
+        assert _device_is_free(tmp_path)  # while the command's forked child still sleeps
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+
+
+def test_stop_signals_reach_the_command(tmp_path: Path) -> None:
+    job = subprocess.Popen([*WRAPPER, "--gpus", "1", "--", sys.executable, "-c",
+                            "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3)); "
+                            "open(sys.argv[1], 'w').write('ready'); time.sleep(60)", str(tmp_path / "ready")],
+                           env=env(tmp_path, PARTIALKD_GPU_IDS="7"), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "ready").exists():
+        assert time.monotonic() < deadline and job.poll() is None
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=5) == 3  # the command's own exit status
 
 
 def test_timeout_while_devices_are_busy(tmp_path: Path) -> None:
