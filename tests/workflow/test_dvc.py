@@ -110,6 +110,21 @@ def test_recorded_results_are_up_to_date_and_a_repro_does_nothing(dvc_repo: Path
     assert "best_test_acc" in (plots / "index.html").read_text()
 
 
+def test_debris_of_killed_runs_is_no_result(dvc_repo: Path) -> None:
+    """Issue 16: a resume state left by a failed run, and the temporary file of a write killed
+    mid-way, are not results: `dvc status` stays clean and `dvc commit` records neither."""
+    run_dir = next(path.parent for path in (dvc_repo / "results/synthetic/students").rglob("model.pt"))
+    debris = [run_dir / "resume-0123456789abcdef.pt", run_dir / ".model.pt.k9j8h7g6.tmp",
+              dvc_repo / "results/synthetic/teachers/.metrics.json.a1b2c3d4.tmp"]
+    for path in debris:
+        path.write_bytes(b"left by a killed run")
+    try:
+        assert "up to date" in run(dvc_repo, "dvc", "status", check=True).stdout
+    finally:
+        for path in debris:
+            path.unlink()
+
+
 def test_a_student_parameter_retrains_the_students_alone(dvc_repo: Path) -> None:
     teachers = fingerprints(dvc_repo, "results/synthetic/teachers/**/model.pt")
     students = fingerprints(dvc_repo, "results/synthetic/students/**/model.pt")
