@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -378,3 +379,34 @@ def test_a_yaml_syntax_error_is_named_with_its_file_and_line(tmp_path):
         check_params_file(path)
     assert str(path) in str(error.value)
     check_params_file(PARAMS)  # the repository's own is valid
+
+
+# Every numeric key of params.yaml refuses a negative value and zero, but those where they mean
+# something (issue 16's property test; validate_params is what `snakemake -n` runs before any job).
+NEGATIVE_ALLOWED = ("synthetic.data.link_a.*", "synthetic.data.link_b.*")  # a group's link coefficients
+ZERO_ALLOWED = (*NEGATIVE_ALLOWED, "*seed", "*seeds.*", "*weight_decay", "*momentum", "*.ls.lam.*",
+                "synthetic.data.gammas.*", "ptb*.decay_after", "imagenet.input.workers", "claims.margin*")
+
+
+@pytest.mark.parametrize("value", [-1, 0])
+def test_negative_and_zero_values_are_refused_where_they_mean_nothing(params, value):
+    allowed = NEGATIVE_ALLOWED if value < 0 else ZERO_ALLOWED
+    accepted, used = [], set()
+    for path in _numeric_leaves(params):
+        key = ".".join(map(str, path))
+        config = copy.deepcopy(params)
+        parent = config
+        for name in path[:-1]:
+            parent = parent[name]
+        parent[path[-1]] = value
+        patterns = {pattern for pattern in allowed if fnmatch.fnmatch(key, pattern)}
+        used |= patterns
+        try:
+            validate_params(config, SCHEMA)
+        except ConfigError as error:
+            assert str(error).startswith("params.yaml: "), error
+            continue
+        if not patterns:
+            accepted.append(key)
+    assert not accepted, f"{value} accepted at {accepted}: refuse it, or allow it here saying why"
+    assert used == set(allowed), f"patterns matching no key: {set(allowed) - used}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
     """Check `config` against the JSON schema, then against the registries of methods and models,
     then that the method grids nest (`_check_nested_grids`)."""
     _check_finite(config, "")
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = _schema(str(schema_path))
     student = (config.get("synthetic") or {}).get("student")
     if isinstance(student, dict) and "hidden" in student:
         raise ConfigError("params.yaml: synthetic.student.hidden: a student's hidden widths now go in "
@@ -62,6 +63,11 @@ def validate_params(config: dict[str, Any], schema_path: str | Path) -> None:
         raise ConfigError(f"params.yaml: claims.teacher: '{config['claims']['teacher']}' is not one of "
                           f"synthetic.teachers ({', '.join(synthetic['teachers'])}); the claims lead with "
                           "the students of a teacher the synthetic track trains")
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(path: str) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
 
 
 def _check_finite(value: Any, where: str) -> None:
