@@ -5,8 +5,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,7 @@ import yaml
 
 from partialkd.latex import find_engine
 from helpers.latex_check import latex_problems
+from helpers.runs import assert_same_run
 from helpers.workflow_copy import (TINY, check_code_edits, copy_workflow, deep_merge, planned_after_edit, planned_rules,
                                    snakemake, tool_env)
 
@@ -189,3 +192,42 @@ def test_the_default_params_plan_all_five_tracks(tmp_path: Path) -> None:
     plan = planned_rules(snakemake(tmp_path, "--dry-run", "--resources", "gpu=4"))
     assert {"synthetic_summary", "network_summary", "network_teacher", "network_teacher_replicate",
             "network_student", "network_student_stack", "network_analysis", "network_claims", "report"} <= plan
+
+
+# One γ, world, teacher and student architecture; the students train "forever" until the test
+# kills the workflow, then for 2 epochs.
+_ONE_CELL = {"data": {"gammas": [0.0], "world_seeds": [0]}, "teachers": ["mlp"],
+             "student": {"architectures": TINY["synthetic"]["student"]["architectures"][:1], "epochs": 100_000}}
+ENDLESS = deep_merge(TINY, {"synthetic": _ONE_CELL})
+SHORT = deep_merge(ENDLESS, {"synthetic": {"student": {"epochs": 2}}})
+
+
+def test_a_crash_then_a_changed_parameter_reruns_without_any_cleaning(tmp_path: Path) -> None:
+    """Issue 16: kill the workflow while a student stack trains, change the students' epochs and
+    run again: the job starts afresh beside the killed run's resume state, says why, finishes,
+    and equals an uninterrupted run with the new value."""
+    workdir = copy_workflow(tmp_path / "crashed", ENDLESS)
+    assert snakemake(workdir, "synthetic_teachers_phase", "--configfile", "tiny.yaml").returncode == 0
+    with (tmp_path / "killed.log").open("w") as output:
+        killed = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "synthetic_students_phase",
+                                   "--configfile", "tiny.yaml"], cwd=workdir, env=tool_env(), stdout=output,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (states := list((workdir / "results/synthetic/students").rglob("resume-*.pt"))):
+            assert killed.poll() is None and time.monotonic() < deadline, (tmp_path / "killed.log").read_text()[-3000:]
+            time.sleep(0.1)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(SHORT))
+    assert snakemake(workdir, "--unlock", "--configfile", "tiny.yaml").returncode == 0
+    rerun = snakemake(workdir, "synthetic_students_phase", "--rerun-incomplete", "--configfile", "tiny.yaml")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    logs = "".join(path.read_text() for path in (workdir / "logs/synthetic/students").rglob("*.log"))
+    assert f"{states[0].relative_to(workdir)} holds the state of another configuration (differs in: " \
+           "config.epochs: 100000 -> 2)" in logs, logs[-3000:]
+    reference = copy_workflow(tmp_path / "reference", SHORT)
+    assert snakemake(reference, "synthetic_students_phase", "--configfile", "tiny.yaml").returncode == 0
+    for metrics in (reference / "results/synthetic/students").rglob("metrics.json"):
+        assert_same_run(workdir / metrics.parent.relative_to(reference), metrics.parent)
