@@ -12,8 +12,10 @@ import hashlib
 import json
 import logging
 import math
+import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +218,28 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, data_path):
     assert not resume_files(killed)
     assert_same_run(reference, killed)
     assert read_json(killed / "metrics.json")["tags"] == {"role": "student"}
+
+
+def test_sigkills_at_random_moments_then_a_complete_run_leave_nothing_behind(tmp_path, data_path):
+    """Issue 16: SIGKILL at random moments, six times (between epochs, mid-write or before the
+    first epoch), then a complete run: it equals an uninterrupted run, and its folder holds no
+    temporary file and no resume state."""
+    epochs = 20
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    assert subprocess.run(_train_command(data_path, reference, epochs), cwd=tmp_path, capture_output=True,
+                          timeout=180, check=False).returncode == 0
+    moments = random.Random(16)
+    for _ in range(6):
+        victim = subprocess.Popen(_train_command(data_path, out, epochs), cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(moments.uniform(1.0, 4.0))  # start-up takes about 2 s, the epochs 1-2 s
+        victim.kill()
+        victim.wait()
+    final = subprocess.run(_train_command(data_path, out, epochs), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=180, check=False)
+    assert final.returncode == 0, final.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["metrics.json", "model.pt"]
+    assert_same_run(reference, out)
 
 
 def test_another_configuration_starts_afresh_and_leaves_the_state_it_finds(tmp_path, data_path, teacher_path,
