@@ -76,6 +76,16 @@ def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
         assert torch.equal(value, b[name]), f"tensor {name} differs"
 
 
+def assert_scores_in_range(variant: dict[str, Any]) -> None:
+    """A metrics.json variant's best and last scores on valid and test: accuracy, NLL and ECE, each
+    in its range."""
+    for when in ("best", "last"):
+        for split in ("valid", "test"):
+            values = variant[when][split]
+            assert set(values) == {"acc", "nll", "ece"}
+            assert 0 <= values["acc"] <= 1 and 0 <= values["ece"] <= 1 and values["nll"] > 0
+
+
 def assert_same_run(a: Path, b: Path) -> None:
     """Two run directories hold identical results (metrics per variant, selection, weights)."""
     metrics_a, metrics_b = read_json(a / "metrics.json"), read_json(b / "metrics.json")

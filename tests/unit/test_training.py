@@ -26,6 +26,7 @@ from helpers.runs import (
     TINY_GAMMA,
     TINY_WORLD,
     assert_same_run,
+    assert_scores_in_range,
     interrupt_after,
     kill_after_first_checkpoint,
     load_checkpoint,
@@ -415,11 +416,7 @@ def test_metrics_json_contents(student_run, teacher_path, data_path):
     for variant in variants:
         assert 1 <= variant["best"]["epoch"] <= epochs
         assert variant["last"]["epoch"] == epochs
-        for when in ("best", "last"):
-            for split in ("valid", "test"):
-                values = variant[when][split]
-                assert set(values) == {"acc", "nll", "ece"}
-                assert 0 <= values["acc"] <= 1 and 0 <= values["ece"] <= 1 and values["nll"] > 0
+        assert_scores_in_range(variant)
         # Best-on-validation weights are at least as good on valid as the final weights.
         assert variant["best"]["valid"]["acc"] >= variant["last"]["valid"]["acc"]
         if variant["best"]["epoch"] == epochs:
